@@ -1,0 +1,169 @@
+//! What a stage sees while it runs: its inputs, its output folder, a scratch folder,
+//! the store's memo, events, progress, cancellation, its seed and thread budget.
+
+use crate::artifact::Content;
+use crate::digest::Digest;
+use crate::events::{Event, EventSink};
+use crate::memo::Memo;
+use crate::progress::Progress;
+use crate::stage::StageError;
+use crate::store::Store;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use tokio_util::sync::CancellationToken;
+
+/// An input artifact, ready to read (its files are read-only).
+#[derive(Clone, Debug)]
+pub struct InputArtifact {
+    /// The node that produced it.
+    pub node: String,
+    pub digest: Digest,
+    pub dir: PathBuf,
+    pub content: Content,
+}
+
+impl InputArtifact {
+    /// Paths of the artifact's files, in manifest order.
+    pub fn files(&self) -> impl Iterator<Item = PathBuf> + '_ {
+        self.content.files.iter().map(|f| self.dir.join(&f.path))
+    }
+}
+
+/// The context of one node run.
+pub struct StageContext {
+    pub node: String,
+    /// Where the stage writes its artifact's files. Nothing else is published.
+    pub out_dir: PathBuf,
+    /// Private temporary space, removed after the run.
+    pub scratch_dir: PathBuf,
+    /// Folder of the recipe, against which relative paths in configs resolve.
+    pub recipe_dir: PathBuf,
+    pub seed: u64,
+    /// Threads the node may use (granted by the executor).
+    pub threads: usize,
+    pub progress: Progress,
+    pub cancel: CancellationToken,
+    pub(crate) inputs: BTreeMap<String, Vec<InputArtifact>>,
+    pub(crate) events: EventSink,
+    pub(crate) store: Store,
+    pub(crate) tally: Tally,
+    pub(crate) run_dir: PathBuf,
+}
+
+/// A node's counters and the memos it opened; the executor keeps a clone to read
+/// them after the stage returns.
+#[derive(Clone, Default)]
+pub(crate) struct Tally {
+    counters: Arc<Mutex<BTreeMap<String, u64>>>,
+    memos: Arc<Mutex<Vec<Memo>>>,
+}
+
+impl Tally {
+    /// Counters, with the memo statistics folded in.
+    pub(crate) fn snapshot(&self) -> BTreeMap<String, u64> {
+        let mut counters = self
+            .counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for m in self.memos.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let s = m.stats();
+            for (name, v) in [
+                ("memo_hits", s.hits.load(Ordering::Relaxed)),
+                ("memo_misses", s.misses.load(Ordering::Relaxed)),
+            ] {
+                if v > 0 {
+                    *counters.entry(name.to_string()).or_default() += v;
+                }
+            }
+        }
+        counters
+    }
+}
+
+impl StageContext {
+    /// The single artifact bound to input `name`.
+    pub fn input(&self, name: &str) -> Result<&InputArtifact, StageError> {
+        match self.inputs.get(name).map(Vec::as_slice) {
+            Some([one]) => Ok(one),
+            Some(many) if many.len() > 1 => Err(StageError::msg(format!(
+                "input `{name}` has {} artifacts; the stage expected one",
+                many.len()
+            ))),
+            _ => Err(StageError::msg(format!("input `{name}` is not bound"))),
+        }
+    }
+
+    /// All artifacts bound to input `name` (empty if unbound).
+    pub fn inputs(&self, name: &str) -> &[InputArtifact] {
+        self.inputs.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    /// Every bound input, by name.
+    pub fn all_inputs(&self) -> &BTreeMap<String, Vec<InputArtifact>> {
+        &self.inputs
+    }
+
+    /// The item-level memo of `namespace`; its hits and misses are counted in the
+    /// node's counters as `memo_hits` and `memo_misses`.
+    pub fn memo(&self, namespace: &str) -> Result<Memo, StageError> {
+        let memo = self.store.memo(namespace)?;
+        self.tally
+            .memos
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(memo.clone());
+        Ok(memo)
+    }
+
+    /// Add `n` to the node counter `name` (shown by `status`, kept in the lineage).
+    pub fn count(&self, name: &str, n: u64) {
+        *self
+            .tally
+            .counters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name.to_string())
+            .or_default() += n;
+    }
+
+    /// Log a line to the run's event stream (and the console).
+    pub fn log(&self, text: impl Into<String>) {
+        self.events.emit(Event::Message {
+            node: self.node.clone(),
+            level: "info".into(),
+            text: text.into(),
+        });
+    }
+
+    /// A path from the config, resolved against the recipe folder.
+    pub fn resolve(&self, path: &str) -> PathBuf {
+        resolve_against(&self.recipe_dir, path)
+    }
+
+    /// Folder for this node's logs in the run folder.
+    pub fn log_dir(&self) -> PathBuf {
+        self.run_dir.join("logs")
+    }
+
+    /// `Err(cancelled)` once the run is being cancelled.
+    pub fn check_cancelled(&self) -> Result<(), StageError> {
+        if self.cancel.is_cancelled() {
+            Err(StageError::cancelled())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// `path` if absolute, else `dir/path`.
+pub fn resolve_against(dir: &Path, path: &str) -> PathBuf {
+    let p = Path::new(path);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        dir.join(p)
+    }
+}

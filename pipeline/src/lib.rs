@@ -1,0 +1,33 @@
+//! The reasongen engine: recipes, the typed DAG, the `Stage` trait and registry, the
+//! content-addressed artifact store, run keys and incremental runs, the item-level memo,
+//! the local executor, events and progress.
+//!
+//! This crate knows nothing of images, tables or models: stages (in the crates above
+//! it) do the work; the engine decides what runs, gives each node its inputs and a
+//! private folder, and publishes what it wrote.
+
+pub mod artifact;
+pub mod console;
+pub mod context;
+pub mod digest;
+pub mod events;
+pub mod executor;
+pub mod faults;
+pub mod key;
+pub mod memo;
+pub mod plan;
+pub mod progress;
+pub mod recipe;
+pub mod registry;
+pub mod stage;
+pub mod store;
+
+pub use artifact::{ArtifactKind, Content, Manifest};
+pub use context::{InputArtifact, StageContext};
+pub use digest::Digest;
+pub use registry::Registry;
+pub use stage::{
+    ArtifactType, Arity, Bindings, InputSpec, Output, OutputDecl, Resources, ResultExt, Stage,
+    StageError,
+};
+pub use store::Store;

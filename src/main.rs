@@ -1,1 +1,90 @@
-fn main() {}
+//! `reasongen`: the command line. A thin layer over the crates: it parses arguments,
+//! opens the store, and prints what the engine returns.
+
+mod bench;
+mod docs;
+mod inspect;
+mod maintain;
+mod run;
+
+use clap::{Parser, Subcommand};
+use pipeline::Registry;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "reasongen",
+    version,
+    about = "Chain-of-thought datasets for autoregressive text-to-image models, trained and evaluated as one reproducible DAG."
+)]
+struct Cli {
+    /// The artifact store (default: `.reasongen` in the current folder, or $REASONGEN_STORE).
+    #[arg(
+        long,
+        global = true,
+        env = "REASONGEN_STORE",
+        default_value = ".reasongen"
+    )]
+    store: PathBuf,
+    /// Print failures only.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a recipe: every stale node, skipping fresh ones.
+    Run(run::RunArgs),
+    /// Show which nodes of a recipe are fresh or stale, and why. Runs nothing.
+    Plan(run::PlanArgs),
+    /// Summarise a run (the latest by default): nodes, durations, cached or run, counters.
+    Status(inspect::StatusArgs),
+    /// Show an artifact's manifest and its lineage up to the sources.
+    Show(inspect::ShowArgs),
+    /// Re-hash every artifact and check every key and ref.
+    Verify(maintain::VerifyArgs),
+    /// Remove what no ref or key reaches (a dry run unless --delete).
+    Gc(maintain::GcArgs),
+    /// List the stage kinds with their inputs, output and config keys.
+    Stages(docs::StagesArgs),
+    /// Print the JSON Schema of recipe files (for editor completion and checking).
+    Schema,
+    /// Write a commented starter recipe.
+    Init(docs::InitArgs),
+    /// Benchmarks that print figures (see BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// Every stage kind this binary knows.
+pub fn registry() -> Registry {
+    let mut r = Registry::new();
+    stages::register(&mut r);
+    r
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run::run(&cli.store, cli.quiet, args),
+        Command::Plan(args) => run::plan(&cli.store, args),
+        Command::Status(args) => inspect::status(&cli.store, args),
+        Command::Show(args) => inspect::show(&cli.store, args),
+        Command::Verify(args) => maintain::verify(&cli.store, args),
+        Command::Gc(args) => maintain::gc(&cli.store, args),
+        Command::Stages(args) => docs::stages(args),
+        Command::Schema => docs::schema(),
+        Command::Init(args) => docs::init(args),
+        Command::Bench(b) => bench::run(b),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,1 +1,7 @@
-//! placeholder
+//! Dataset formats: tables as Parquet shards (write, read, scan), and later the sources,
+//! the release export, the shapes world and the benchmark prompt suites.
+//!
+//! Nothing here knows about the engine's store or scheduler: functions take folders
+//! and files and return data.
+
+pub mod table;

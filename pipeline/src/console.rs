@@ -154,11 +154,11 @@ impl Console {
                 for (node, p) in active {
                     let Some(bar) = bars.get(node) else { continue };
                     let (done, total, unit) = p.snapshot();
-                    if let Some(total) = total {
-                        if bar.length() != Some(total) {
-                            bar.set_length(total);
-                            bar.set_style(bar_style());
-                        }
+                    if let Some(total) = total
+                        && bar.length() != Some(total)
+                    {
+                        bar.set_length(total);
+                        bar.set_style(bar_style());
                     }
                     bar.set_position(done);
                     bar.set_message(unit);

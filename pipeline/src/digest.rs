@@ -149,7 +149,10 @@ mod tests {
         let b: Value = serde_json::from_str(r#"{"a":{"x":"s","y":[1,2]},"b":1}"#).unwrap();
         assert_eq!(canonical_json(&a), r#"{"a":{"x":"s","y":[1,2]},"b":1}"#);
         assert_eq!(Digest::of_json(&a), Digest::of_json(&b));
-        assert_ne!(Digest::of_json(&json!({"a": 1})), Digest::of_json(&json!({"a": 2})));
+        assert_ne!(
+            Digest::of_json(&json!({"a": 1})),
+            Digest::of_json(&json!({"a": 2}))
+        );
     }
 
     #[test]

@@ -31,7 +31,10 @@ pub enum Event {
         reasons: Vec<String>,
     },
     /// The node waits for something other than its inputs (another process, resources).
-    NodeWaiting { node: String, reason: String },
+    NodeWaiting {
+        node: String,
+        reason: String,
+    },
     NodeStarted {
         node: String,
         stage: String,
@@ -64,7 +67,10 @@ pub enum Event {
         error: String,
         duration_ms: u64,
     },
-    NodeSkipped { node: String, reason: String },
+    NodeSkipped {
+        node: String,
+        reason: String,
+    },
     /// A stage's own log line.
     Message {
         node: String,

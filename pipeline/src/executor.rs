@@ -52,8 +52,9 @@ impl Capacity {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct RunOptions {
+    pub capacity: Capacity,
     /// Run only these nodes and what they need (all nodes if empty).
     pub targets: Vec<usize>,
     /// Re-run these nodes even if fresh.
@@ -103,15 +104,16 @@ pub fn new_run_id() -> String {
     let stamp = humantime::format_rfc3339_seconds(now)
         .to_string()
         .replace(['-', ':'], "");
-    let nonce = Digest::of_json(&(std::process::id(), now_ms(), Instant::now().elapsed().as_nanos()));
+    let nonce = Digest::of_json(&(
+        std::process::id(),
+        now_ms(),
+        Instant::now().elapsed().as_nanos(),
+    ));
     format!("{stamp}-{}", &nonce.to_hex()[..6])
 }
 
 enum Phase {
-    Keyed {
-        key: KeyInputs,
-        hit: Option<Digest>,
-    },
+    Keyed { key: KeyInputs, hit: Option<Digest> },
     Done(Result<Outcome, StageError>),
 }
 
@@ -131,13 +133,13 @@ pub async fn run(
     graph: Arc<Graph>,
     store: Store,
     run_id: String,
-    capacity: Capacity,
     options: RunOptions,
     events: EventSink,
     console: Arc<Console>,
     cancel: CancellationToken,
 ) -> Result<RunSummary, crate::store::StoreError> {
     let started = Instant::now();
+    let capacity = options.capacity;
     let lease = Arc::new(TmpLease::new(&store, &run_id)?);
     crate::store::clean_abandoned_tmp(&store, Duration::from_secs(60))?;
 
@@ -150,7 +152,10 @@ pub async fn run(
         run_id: run_id.clone(),
         recipe: graph.recipe.name.clone(),
         recipe_path: graph.recipe.path.display().to_string(),
-        nodes: selection.iter().map(|&i| graph.nodes[i].id.clone()).collect(),
+        nodes: selection
+            .iter()
+            .map(|&i| graph.nodes[i].id.clone())
+            .collect(),
     });
     let shared = Arc::new(Shared {
         graph: graph.clone(),
@@ -273,7 +278,10 @@ pub async fn run(
             used.llm_slots -= r.llm_slots;
         }
         match phase {
-            Phase::Keyed { key, hit: Some(digest) } => {
+            Phase::Keyed {
+                key,
+                hit: Some(digest),
+            } => {
                 let _ = key;
                 digests.insert(i, digest);
                 outcomes.insert(i, Outcome::Cached { digest });
@@ -375,20 +383,21 @@ async fn keying(
     force: bool,
 ) -> Phase {
     let s2 = s.clone();
-    let keyed = tokio::task::spawn_blocking(move || -> Result<(KeyInputs, Option<Digest>), StageError> {
-        let files = s2.store.file_hasher()?;
-        let key = key_inputs(&s2.graph, i, input_digests, &files)?;
-        let hit = if force {
-            None
-        } else {
-            s2.store.lookup(&key.run_key())?.map(|r| r.digest)
-        };
-        if let Some(digest) = hit {
-            update_ref(&s2, i, key.run_key(), digest)?;
-        }
-        Ok((key, hit))
-    })
-    .await;
+    let keyed =
+        tokio::task::spawn_blocking(move || -> Result<(KeyInputs, Option<Digest>), StageError> {
+            let files = s2.store.file_hasher()?;
+            let key = key_inputs(&s2.graph, i, input_digests, &files)?;
+            let hit = if force {
+                None
+            } else {
+                s2.store.lookup(&key.run_key())?.map(|r| r.digest)
+            };
+            if let Some(digest) = hit {
+                update_ref(&s2, i, key.run_key(), digest)?;
+            }
+            Ok((key, hit))
+        })
+        .await;
     match keyed {
         Ok(Ok((key, hit))) => {
             if let Some(digest) = hit {
@@ -410,7 +419,10 @@ fn update_ref(s: &Shared, i: usize, run_key: Digest, digest: Digest) -> Result<(
     let recipe = &s.graph.recipe.name;
     let node = &s.graph.nodes[i].id;
     let current = s.store.get_ref(recipe, node)?;
-    if current.as_ref().is_some_and(|r| r.run_key == run_key && r.digest == digest) {
+    if current
+        .as_ref()
+        .is_some_and(|r| r.run_key == run_key && r.digest == digest)
+    {
         return Ok(());
     }
     s.store.put_ref(

@@ -117,7 +117,9 @@ fn diff_values(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
                 match (a.get(k), b.get(k)) {
                     (Some(x), Some(y)) => diff_values(&p, x, y, out),
                     (None, Some(y)) => out.push(format!("{} added: {}", key_name(&p), short(y))),
-                    (Some(x), None) => out.push(format!("{} removed (was {})", key_name(&p), short(x))),
+                    (Some(x), None) => {
+                        out.push(format!("{} removed (was {})", key_name(&p), short(x)))
+                    }
                     (None, None) => {}
                 }
             }
@@ -184,14 +186,19 @@ mod tests {
         );
 
         let mut i = key();
-        i.inputs.insert("input".into(), vec![Digest::of_bytes(b"y")]);
+        i.inputs
+            .insert("input".into(), vec![Digest::of_bytes(b"y")]);
         assert_ne!(i.run_key(), base.run_key());
         assert!(i.changes_since(&base)[0].starts_with("input `input` changed"));
 
         let mut e = key();
-        e.externals.insert("file data.csv".into(), Digest::of_bytes(b"z"));
+        e.externals
+            .insert("file data.csv".into(), Digest::of_bytes(b"z"));
         assert_ne!(e.run_key(), base.run_key());
-        assert_eq!(e.changes_since(&base), vec!["external `file data.csv` added"]);
+        assert_eq!(
+            e.changes_since(&base),
+            vec!["external `file data.csv` added"]
+        );
 
         let mut s = key();
         s.seed = Some(3);

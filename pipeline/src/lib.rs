@@ -27,7 +27,7 @@ pub use context::{InputArtifact, StageContext};
 pub use digest::Digest;
 pub use registry::Registry;
 pub use stage::{
-    ArtifactType, Arity, Bindings, InputSpec, Output, OutputDecl, Resources, ResultExt, Stage,
+    Arity, ArtifactType, Bindings, InputSpec, Output, OutputDecl, Resources, ResultExt, Stage,
     StageError,
 };
 pub use store::Store;

@@ -160,5 +160,8 @@ pub fn plan(
 }
 
 fn waiting_on_count(reasons: &[String]) -> usize {
-    reasons.iter().filter(|r| r.ends_with("will be rebuilt")).count()
+    reasons
+        .iter()
+        .filter(|r| r.ends_with("will be rebuilt"))
+        .count()
 }

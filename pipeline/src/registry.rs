@@ -179,8 +179,14 @@ impl Registry {
 
     /// Add a stage kind. Registering a kind twice is a programming error.
     pub fn register<S: Stage>(&mut self, stage: S) {
-        let previous = self.stages.insert(S::KIND, Arc::new(Erased(Arc::new(stage))));
-        assert!(previous.is_none(), "stage kind {} registered twice", S::KIND);
+        let previous = self
+            .stages
+            .insert(S::KIND, Arc::new(Erased(Arc::new(stage))));
+        assert!(
+            previous.is_none(),
+            "stage kind {} registered twice",
+            S::KIND
+        );
     }
 
     pub fn get(&self, kind: &str) -> Option<&Arc<dyn DynStage>> {

@@ -1,1 +1,18 @@
-//! placeholder
+//! Data stages: generic ones (external commands, table import and filtering) and, as
+//! they land, the LLM rationale tasks, image preparation and pairing.
+//!
+//! Each stage is one module with its config type and its `Stage` impl; [`register`]
+//! adds them all to a registry.
+
+pub mod command;
+pub mod table_filter;
+pub mod table_import;
+
+use pipeline::Registry;
+
+/// Add every stage of this crate to `registry`.
+pub fn register(registry: &mut Registry) {
+    registry.register(command::Command);
+    registry.register(table_import::TableImport);
+    registry.register(table_filter::TableFilter);
+}

@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 pub struct Recipe {
     /// The file as the user named it (for messages).
     pub path: PathBuf,
-    /// The folder relative paths in configs are resolved against.
+    /// The folder relative paths in configs are resolved against (absolute).
     pub dir: PathBuf,
     pub name: String,
     pub description: Option<String>,

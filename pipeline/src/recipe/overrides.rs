@@ -24,7 +24,9 @@ impl Override {
             .ok_or_else(|| format!("--set {raw}: expected NODE.KEY=VALUE"))?;
         let target = target.trim();
         if !target.contains('.') {
-            return Err(format!("--set {raw}: expected NODE.KEY=VALUE (no `.` in `{target}`)"));
+            return Err(format!(
+                "--set {raw}: expected NODE.KEY=VALUE (no `.` in `{target}`)"
+            ));
         }
         let value = match toml::from_str::<toml::Table>(&format!("v = {value}")) {
             Ok(t) => toml_to_json(&t["v"]),
@@ -118,8 +120,14 @@ mod tests {
     fn values_are_toml_or_plain_strings() {
         assert_eq!(Override::parse("a.k=3").unwrap().value, Value::from(3));
         assert_eq!(Override::parse("a.k=0.5").unwrap().value, Value::from(0.5));
-        assert_eq!(Override::parse("a.k=\"s\"").unwrap().value, Value::from("s"));
-        assert_eq!(Override::parse("a.k=x > 1").unwrap().value, Value::from("x > 1"));
+        assert_eq!(
+            Override::parse("a.k=\"s\"").unwrap().value,
+            Value::from("s")
+        );
+        assert_eq!(
+            Override::parse("a.k=x > 1").unwrap().value,
+            Value::from("x > 1")
+        );
         assert!(Override::parse("a=3").is_err());
         assert!(Override::parse("a.k").is_err());
     }
@@ -131,9 +139,15 @@ mod tests {
         assert_eq!(r.node("a.b").unwrap().config["x"]["y"], Value::from(2));
         Override::parse("a.z=true").unwrap().apply(&mut r).unwrap();
         assert_eq!(r.node("a").unwrap().config["z"], Value::from(true));
-        let err = Override::parse("nope.k=1").unwrap().apply(&mut r).unwrap_err();
+        let err = Override::parse("nope.k=1")
+            .unwrap()
+            .apply(&mut r)
+            .unwrap_err();
         assert!(err.message.contains("no node"), "{err}");
-        let err = Override::parse("a.z.w=1").unwrap().apply(&mut r).unwrap_err();
+        let err = Override::parse("a.z.w=1")
+            .unwrap()
+            .apply(&mut r)
+            .unwrap_err();
         assert!(err.message.contains("not a table"), "{err}");
     }
 }

@@ -20,14 +20,16 @@ pub(super) fn parse(path: &Path, source: String) -> Result<Recipe, RecipeError> 
         }
         Err(e) => return Err(RecipeError::single(toml_error(path, &source, &e))),
     };
-    let table: toml::Table = toml::from_str(&source).map_err(|e| {
-        RecipeError::single(toml_error(path, &source, &e))
-    })?;
+    let table: toml::Table =
+        toml::from_str(&source).map_err(|e| RecipeError::single(toml_error(path, &source, &e)))?;
+    // Absolute, so that paths handed to programs stay valid in any working folder.
+    // Keys never contain it: stages label external files by the paths as written.
     let dir = path
         .parent()
         .map(Path::to_path_buf)
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| ".".into());
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
     let default_name = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())

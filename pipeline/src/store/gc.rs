@@ -30,7 +30,8 @@ pub struct GcReport {
 
 impl GcReport {
     pub fn bytes(&self) -> u64 {
-        self.objects.iter().map(|(_, b)| b).sum::<u64>() + self.tmp.iter().map(|(_, b)| b).sum::<u64>()
+        self.objects.iter().map(|(_, b)| b).sum::<u64>()
+            + self.tmp.iter().map(|(_, b)| b).sum::<u64>()
     }
 }
 
@@ -71,7 +72,10 @@ impl Store {
         if options.delete {
             for run_key in &report.keys {
                 let hex = run_key.to_hex();
-                let p = self.path("keys").join(&hex[..2]).join(format!("{hex}.json"));
+                let p = self
+                    .path("keys")
+                    .join(&hex[..2])
+                    .join(format!("{hex}.json"));
                 std::fs::remove_file(&p).at(&p)?;
             }
             for (digest, _) in &report.objects {

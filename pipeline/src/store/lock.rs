@@ -99,7 +99,9 @@ pub struct NodeLock {
 
 impl NodeLock {
     fn path(store: &Store, run_key: &Digest) -> PathBuf {
-        store.path("locks").join(format!("{}.lock", run_key.to_hex()))
+        store
+            .path("locks")
+            .join(format!("{}.lock", run_key.to_hex()))
     }
 
     /// Take the lock without waiting; `None` if another process is computing the key.

@@ -106,6 +106,8 @@ struct Inner {
 impl Store {
     /// Open the store at `root`, creating it if needed.
     pub fn open(root: &Path) -> Result<Store> {
+        // Absolute, so that paths handed to programs stay valid in any working folder.
+        let root = &std::path::absolute(root).at(root)?;
         for dir in ["objects", "keys", "refs", "memo", "runs", "locks", "tmp"] {
             let p = root.join(dir);
             std::fs::create_dir_all(&p).at(&p)?;
@@ -129,7 +131,10 @@ impl Store {
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                write_atomic(&info, &serde_json::to_vec(&StoreInfo { format: FORMAT }).unwrap())?;
+                write_atomic(
+                    &info,
+                    &serde_json::to_vec(&StoreInfo { format: FORMAT }).unwrap(),
+                )?;
             }
             Err(e) => return Err(e).at(&info),
         }
@@ -157,7 +162,9 @@ impl Store {
 
     fn key_path(&self, run_key: &Digest) -> PathBuf {
         let hex = run_key.to_hex();
-        self.path("keys").join(&hex[..2]).join(format!("{hex}.json"))
+        self.path("keys")
+            .join(&hex[..2])
+            .join(format!("{hex}.json"))
     }
 
     /// The run folder (events, logs) of `run_id`.

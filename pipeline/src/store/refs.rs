@@ -31,10 +31,9 @@ impl Store {
     pub fn remove_ref(&self, recipe: &str, node: &str) -> Result<()> {
         let p = self.ref_path(recipe, node);
         match std::fs::remove_file(&p) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(super::StoreError::Io {
-                path: p,
-                source: e,
-            }),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(super::StoreError::Io { path: p, source: e })
+            }
             _ => Ok(()),
         }
     }

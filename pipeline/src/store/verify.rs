@@ -200,7 +200,10 @@ impl Store {
         for (run_key, rec) in self.keys()? {
             if !self.has_object(&rec.digest) {
                 let hex = run_key.to_hex();
-                let p = self.path("keys").join(&hex[..2]).join(format!("{hex}.json"));
+                let p = self
+                    .path("keys")
+                    .join(&hex[..2])
+                    .join(format!("{hex}.json"));
                 std::fs::remove_file(&p).at(&p)?;
             }
         }

@@ -1,0 +1,37 @@
+//! `reasongen bench …`: benchmarks that print figures. BENCHMARKS.md records results
+//! and how to reproduce them.
+
+mod dag;
+mod memo;
+
+use anyhow::Result;
+use std::process::ExitCode;
+
+#[derive(clap::Subcommand)]
+pub enum BenchCommand {
+    /// The item-level memo: inserts/s, lookups/s and memory at N keys.
+    Memo(memo::MemoBenchArgs),
+    /// The engine: a recipe of N nodes over M rows; cold run, no-op re-run and plan.
+    Dag(dag::DagBenchArgs),
+}
+
+pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
+    match cmd {
+        BenchCommand::Memo(a) => memo::run(a),
+        BenchCommand::Dag(a) => dag::run(a),
+    }
+}
+
+/// Resident and peak resident memory of this process, in MiB (Linux).
+pub fn rss_mib() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0.0, |kib| kib / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}

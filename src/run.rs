@@ -1,0 +1,289 @@
+//! `reasongen run` and `reasongen plan`.
+
+use anyhow::{Context, Result};
+use pipeline::Store;
+use pipeline::console::{Console, ConsoleMode, fmt_ms};
+use pipeline::events::{Event, EventSink, RunStatus};
+use pipeline::executor::{Capacity, Outcome, RunOptions};
+use pipeline::plan::{PlanState, PlannedNode};
+use pipeline::recipe::{Graph, Override, Recipe, apply_all, validate};
+use pipeline::store::StoreLock;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(clap::Args)]
+pub struct RecipeArgs {
+    /// The recipe file.
+    recipe: PathBuf,
+    /// Override a config value: NODE.KEY=VALUE (VALUE is TOML, or a plain string).
+    #[arg(long = "set", value_name = "NODE.KEY=VALUE")]
+    sets: Vec<String>,
+    /// Only this node and what it needs (repeatable).
+    #[arg(long = "target", value_name = "NODE")]
+    targets: Vec<String>,
+    /// Re-run this node even if fresh (repeatable).
+    #[arg(long = "force", value_name = "NODE")]
+    force: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    recipe: RecipeArgs,
+    /// CPU threads the run may use at once (default: all cores).
+    #[arg(long)]
+    jobs: Option<u32>,
+    /// GPUs the run may use.
+    #[arg(long, default_value_t = 0)]
+    gpus: u32,
+    /// Concurrent LLM requests the run may have in flight across nodes.
+    #[arg(long, default_value_t = 1024)]
+    llm_slots: u32,
+    /// Fail at once instead of waiting when `gc` holds the store.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+#[derive(clap::Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    recipe: RecipeArgs,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Loaded {
+    graph: Graph,
+    targets: Vec<usize>,
+    force: BTreeSet<usize>,
+}
+
+fn load(args: &RecipeArgs) -> Result<Loaded> {
+    let mut recipe = Recipe::load(&args.recipe)?;
+    let overrides = args
+        .sets
+        .iter()
+        .map(|s| Override::parse(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    apply_all(&mut recipe, &overrides)?;
+    let graph = validate(recipe, &crate::registry())?;
+    let index = |names: &[String], flag: &str| -> Result<Vec<usize>> {
+        names
+            .iter()
+            .map(|n| {
+                graph.index(n).with_context(|| {
+                    format!(
+                        "{flag} {n}: no node `{n}` in {}",
+                        graph.recipe.path.display()
+                    )
+                })
+            })
+            .collect()
+    };
+    let targets = index(&args.targets, "--target")?;
+    let force = index(&args.force, "--force")?.into_iter().collect();
+    Ok(Loaded {
+        graph,
+        targets,
+        force,
+    })
+}
+
+fn selection(graph: &Graph, targets: &[usize]) -> BTreeSet<usize> {
+    if targets.is_empty() {
+        (0..graph.nodes.len()).collect()
+    } else {
+        graph.closure(targets)
+    }
+}
+
+pub fn plan(store: &Path, args: PlanArgs) -> Result<ExitCode> {
+    let loaded = load(&args.recipe)?;
+    let store = Store::open(store)?;
+    let plan = pipeline::plan::plan(
+        &loaded.graph,
+        &store,
+        &selection(&loaded.graph, &loaded.targets),
+        &loaded.force,
+    )?;
+    if args.json {
+        let rows: Vec<_> = plan
+            .iter()
+            .map(|p| {
+                let (state, digest) = match &p.state {
+                    PlanState::Fresh { digest, .. } => ("fresh", Some(digest.to_hex())),
+                    PlanState::Stale => ("stale", None),
+                    PlanState::Pending => ("pending", None),
+                    PlanState::Error(_) => ("error", None),
+                };
+                serde_json::json!({"node": p.id, "stage": p.stage, "state": state, "digest": digest, "reasons": p.reasons})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!(
+            "plan of {} (recipe `{}`, store {})",
+            loaded.graph.recipe.path.display(),
+            loaded.graph.recipe.name,
+            store.root().display()
+        );
+        print_plan(&plan);
+    }
+    let errors = plan
+        .iter()
+        .filter(|p| matches!(p.state, PlanState::Error(_)))
+        .count();
+    Ok(if errors > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_plan(plan: &[PlannedNode]) {
+    let width = plan.iter().map(|p| p.id.len()).max().unwrap_or(4).max(4);
+    let kind_width = plan.iter().map(|p| p.stage.len()).max().unwrap_or(5).max(5);
+    let mut counts = [0usize; 4];
+    for p in plan {
+        let (label, slot) = match &p.state {
+            PlanState::Fresh { .. } => ("fresh", 0),
+            PlanState::Stale => ("stale", 1),
+            PlanState::Pending => ("pending", 2),
+            PlanState::Error(_) => ("error", 3),
+        };
+        counts[slot] += 1;
+        let detail = match &p.state {
+            PlanState::Fresh { digest, .. } => digest.short(),
+            _ => p.reasons.first().cloned().unwrap_or_default(),
+        };
+        println!(
+            "  {label:<7}  {:<width$}  {:<kind_width$}  {detail}",
+            p.id, p.stage
+        );
+        if !matches!(p.state, PlanState::Fresh { .. }) {
+            for r in p.reasons.iter().skip(1) {
+                println!("  {:<7}  {:<width$}  {:<kind_width$}  {r}", "", "", "");
+            }
+        }
+    }
+    println!(
+        "{} fresh, {} stale, {} pending (run only if an input's content changes), {} errors",
+        counts[0], counts[1], counts[2], counts[3]
+    );
+}
+
+pub fn run(store_dir: &Path, quiet: bool, args: RunArgs) -> Result<ExitCode> {
+    let loaded = load(&args.recipe)?;
+    let store = Store::open(store_dir)?;
+    let mode = if quiet {
+        ConsoleMode::Quiet
+    } else {
+        ConsoleMode::detect()
+    };
+    let console = Console::new(mode);
+    let _lock = StoreLock::shared(&store, !args.no_wait, |why| {
+        console.line(&format!("waiting: {why}"));
+    })?;
+    let run_id = pipeline::executor::new_run_id();
+    let events_path = store.run_dir(&run_id).join("events.jsonl");
+    let events = EventSink::to_file(&events_path, vec![console.listener()])
+        .with_context(|| format!("opening {}", events_path.display()))?;
+
+    let graph = Arc::new(loaded.graph);
+    let selected = selection(&graph, &loaded.targets);
+    let planned = pipeline::plan::plan(&graph, &store, &selected, &loaded.force)?;
+    for p in &planned {
+        events.emit(Event::NodePlanned {
+            node: p.id.clone(),
+            fresh: matches!(p.state, PlanState::Fresh { .. }),
+            reasons: p.reasons.clone(),
+        });
+        if !quiet && matches!(p.state, PlanState::Stale | PlanState::Error(_)) {
+            let own: Vec<&str> = p
+                .reasons
+                .iter()
+                .filter(|r| !r.ends_with("will be rebuilt"))
+                .map(String::as_str)
+                .collect();
+            console.line(&format!("{}: stale: {}", p.id, own.join("; ")));
+        }
+    }
+
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let capacity = Capacity {
+        threads: args.jobs.unwrap_or(cores).max(1),
+        gpus: args.gpus,
+        llm_slots: args.llm_slots,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores.max(2) as usize)
+        .enable_all()
+        .build()?;
+    let cancel = CancellationToken::new();
+    let summary = runtime.block_on(async {
+        let c = cancel.clone();
+        let console2 = console.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                console2
+                    .line("interrupted: cancelling running nodes (Ctrl-C again to exit at once)");
+                c.cancel();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+        pipeline::executor::run(
+            graph.clone(),
+            store.clone(),
+            run_id,
+            RunOptions {
+                capacity,
+                targets: loaded.targets.clone(),
+                force: loaded.force.clone(),
+            },
+            events,
+            console.clone(),
+            cancel,
+        )
+        .await
+    })?;
+    runtime.shutdown_background();
+
+    let (mut ran, mut cached, mut failed, mut skipped) = (0, 0, 0, 0);
+    for (_, o) in &summary.outcomes {
+        match o {
+            Outcome::Ran { .. } => ran += 1,
+            Outcome::Cached { .. } => cached += 1,
+            Outcome::Failed { .. } => failed += 1,
+            Outcome::Skipped { .. } | Outcome::Cancelled => skipped += 1,
+        }
+    }
+    let line = format!(
+        "{}: {ran} ran, {cached} fresh, {failed} failed, {skipped} skipped in {} (run {}, events {})",
+        match summary.status {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "FAILED",
+            RunStatus::Cancelled => "cancelled",
+        },
+        fmt_ms(summary.duration_ms),
+        summary.run_id,
+        events_path.display()
+    );
+    if !quiet || summary.status != RunStatus::Succeeded {
+        console.line(&line);
+    }
+    for (node, error) in summary.failed() {
+        console.line(&format!("failed node `{node}`: {error}"));
+    }
+    Ok(match summary.status {
+        RunStatus::Succeeded => ExitCode::SUCCESS,
+        RunStatus::Failed => ExitCode::FAILURE,
+        RunStatus::Cancelled => ExitCode::from(130),
+    })
+}

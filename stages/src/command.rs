@@ -1,0 +1,320 @@
+//! `command`: run an external program as a node.
+//!
+//! The program gets a cleared environment (only `env`, the names in `pass_env`, and
+//! `PATH`), runs in the recipe's folder, and writes its output into `{out}`. The run
+//! key covers argv, `env`, the names in `pass_env` (not their values: use them for
+//! secrets), the content of the program file and of every path in `deps`. Standard
+//! output and error go to the run's log folder; on failure the last lines of standard
+//! error are in the message.
+//!
+//! Placeholders in argv: `{out}`, `{scratch}`, `{recipe_dir}` and `{input.NAME}` (the
+//! folder of the artifact bound to input NAME). Other braces are left alone.
+
+use datasets::table::{read_shard, shards};
+use pipeline::store::FileHasher;
+use pipeline::{
+    Arity, ArtifactKind, Bindings, Digest, InputSpec, Output, OutputDecl, Resources, ResultExt,
+    Stage, StageContext, StageError,
+};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+/// Config of `command`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommandConfig {
+    /// The program and its arguments (no shell: use `["sh", "-c", "..."]` for one).
+    pub argv: Vec<String>,
+    /// Environment variables set for the program; part of the run key.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Environment variables passed through from reasongen's own environment. Only
+    /// their names are part of the key, so secrets can pass without entering it.
+    #[serde(default)]
+    pub pass_env: Vec<String>,
+    /// Files and folders the program reads, relative to the recipe; their content is
+    /// part of the key.
+    #[serde(default)]
+    pub deps: Vec<String>,
+    /// Kind of artifact the program writes into `{out}` (`files`, `table`, `report`, ...).
+    /// A `table` must be Parquet shards named `part-*.parquet`.
+    #[serde(default = "default_output")]
+    pub output: ArtifactKind,
+    /// Seconds before the program is killed; 0 for no limit.
+    #[serde(default)]
+    pub timeout_secs: u64,
+    /// Threads the program uses (the executor reserves them).
+    #[serde(default = "one")]
+    pub threads: u32,
+}
+
+fn default_output() -> ArtifactKind {
+    ArtifactKind::Files
+}
+
+fn one() -> u32 {
+    1
+}
+
+pub struct Command;
+
+/// Every `{input.NAME}` in argv.
+fn referenced_inputs(argv: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for arg in argv {
+        let mut rest = arg.as_str();
+        while let Some(start) = rest.find("{input.") {
+            let after = &rest[start + 7..];
+            match after.find('}') {
+                Some(end) => {
+                    out.push(after[..end].to_string());
+                    rest = &after[end + 1..];
+                }
+                None => break,
+            }
+        }
+    }
+    out
+}
+
+/// The program file argv[0] names: a path (relative to the recipe) or a PATH lookup.
+fn resolve_program(program: &str, recipe_dir: &Path) -> Result<PathBuf, StageError> {
+    if program.contains('/') {
+        let p = pipeline::context::resolve_against(recipe_dir, program);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(StageError::msg(format!(
+                "program `{}` not found",
+                p.display()
+            )))
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .ok_or_else(|| StageError::msg(format!("program `{program}` not found on PATH")))
+}
+
+fn substitute(arg: &str, vars: &BTreeMap<String, String>) -> String {
+    let mut out = arg.to_string();
+    for (name, value) in vars {
+        out = out.replace(&format!("{{{name}}}"), value);
+    }
+    out
+}
+
+/// The last `n` lines of a file.
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+impl Stage for Command {
+    type Config = CommandConfig;
+    const KIND: &'static str = "command";
+    const VERSION: u32 = 1;
+    const DOC: &'static str =
+        "Run an external program with declared inputs; it writes its output into {out}.";
+    const INPUTS: &'static [InputSpec] = &[InputSpec {
+        name: "*",
+        kinds: &[],
+        schema: None,
+        arity: Arity::Many,
+        doc: "any inputs, each used in argv as {input.NAME}",
+    }];
+    const OUTPUT: OutputDecl = OutputDecl::FromConfig {
+        key: "output",
+        default: ArtifactKind::Files,
+    };
+
+    fn resources(config: &CommandConfig) -> Resources {
+        Resources {
+            threads: config.threads.max(1),
+            ..Resources::default()
+        }
+    }
+
+    fn validate(config: &CommandConfig, bindings: &Bindings) -> Result<(), String> {
+        if config.argv.is_empty() {
+            return Err("`argv` is empty: name a program".into());
+        }
+        for name in referenced_inputs(&config.argv) {
+            if !bindings.contains_key(&name) {
+                return Err(format!(
+                    "argv uses {{input.{name}}} but the node binds no input `{name}`"
+                ));
+            }
+        }
+        for name in bindings.keys() {
+            if !referenced_inputs(&config.argv).contains(name) {
+                return Err(format!(
+                    "input `{name}` is bound but argv never uses {{input.{name}}}"
+                ));
+            }
+        }
+        if let Some(bad) = config
+            .env
+            .keys()
+            .chain(&config.pass_env)
+            .find(|k| k.contains('='))
+        {
+            return Err(format!("environment variable name `{bad}` contains `=`"));
+        }
+        Ok(())
+    }
+
+    fn externals(
+        config: &CommandConfig,
+        files: &FileHasher,
+        recipe_dir: &Path,
+    ) -> Result<Vec<(String, Digest)>, StageError> {
+        let program = resolve_program(&config.argv[0], recipe_dir)?;
+        let mut out = vec![(
+            format!("program {}", program.display()),
+            files.digest(&program).context(program.display())?,
+        )];
+        for dep in &config.deps {
+            let p = pipeline::context::resolve_against(recipe_dir, dep);
+            out.push((format!("dep {dep}"), files.digest(&p).context(p.display())?));
+        }
+        Ok(out)
+    }
+
+    async fn run(&self, config: CommandConfig, ctx: StageContext) -> Result<Output, StageError> {
+        let mut vars = BTreeMap::new();
+        vars.insert("out".to_string(), ctx.out_dir.display().to_string());
+        vars.insert("scratch".to_string(), ctx.scratch_dir.display().to_string());
+        vars.insert(
+            "recipe_dir".to_string(),
+            ctx.recipe_dir.display().to_string(),
+        );
+        for (name, arts) in ctx.all_inputs() {
+            if let Some(a) = arts.first() {
+                vars.insert(format!("input.{name}"), a.dir.display().to_string());
+            }
+        }
+        let program = resolve_program(&config.argv[0], &ctx.recipe_dir)?;
+        let args: Vec<String> = config.argv[1..]
+            .iter()
+            .map(|a| substitute(a, &vars))
+            .collect();
+
+        let logs = ctx.log_dir();
+        std::fs::create_dir_all(&logs).context(logs.display())?;
+        let stdout_path = logs.join(format!("{}.stdout", ctx.node));
+        let stderr_path = logs.join(format!("{}.stderr", ctx.node));
+        let stdout = std::fs::File::create(&stdout_path).context(stdout_path.display())?;
+        let stderr = std::fs::File::create(&stderr_path).context(stderr_path.display())?;
+
+        let mut cmd = tokio::process::Command::new(&program);
+        cmd.args(&args)
+            .current_dir(&ctx.recipe_dir)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(stdout))
+            .stderr(Stdio::from(stderr))
+            .kill_on_drop(true);
+        if let Some(path) = std::env::var_os("PATH") {
+            cmd.env("PATH", path);
+        }
+        for name in &config.pass_env {
+            if let Some(v) = std::env::var_os(name) {
+                cmd.env(name, v);
+            }
+        }
+        cmd.envs(&config.env);
+        let mut child = cmd
+            .spawn()
+            .context(format!("starting {}", program.display()))?;
+        let status = if config.timeout_secs > 0 {
+            match tokio::time::timeout(Duration::from_secs(config.timeout_secs), child.wait()).await
+            {
+                Ok(s) => s.context("waiting for the program")?,
+                Err(_) => {
+                    let _ = child.kill().await;
+                    return Err(StageError::msg(format!(
+                        "killed after {} s (timeout_secs); stderr: {}",
+                        config.timeout_secs,
+                        stderr_path.display()
+                    )));
+                }
+            }
+        } else {
+            child.wait().await.context("waiting for the program")?
+        };
+        if !status.success() {
+            return Err(StageError::msg(format!(
+                "{} exited with {status}; last lines of stderr ({}):\n{}",
+                config.argv[0],
+                stderr_path.display(),
+                tail(&stderr_path, 10)
+            )));
+        }
+        if config.output == ArtifactKind::Table {
+            let files = shards(&ctx.out_dir)?;
+            if files.is_empty() {
+                return Err(StageError::msg(
+                    "output = \"table\" but the program wrote no part-*.parquet files",
+                ));
+            }
+            let mut rows = 0u64;
+            let mut columns = None;
+            for f in &files {
+                let df = read_shard(f)?;
+                rows += df.height() as u64;
+                let names: Vec<String> = df
+                    .get_column_names()
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                match &columns {
+                    None => columns = Some(names),
+                    Some(c) if *c != names => {
+                        return Err(StageError::msg(format!(
+                            "{}: columns {names:?} differ from the first shard's {c:?}",
+                            f.display()
+                        )));
+                    }
+                    Some(_) => {}
+                }
+            }
+            return Ok(Output {
+                rows: Some(rows),
+                schema: None,
+                meta: serde_json::json!({"shards": files.len(), "columns": columns}),
+            });
+        }
+        Ok(Output::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_found_and_substituted_but_other_braces_kept() {
+        let argv = vec![
+            "sh".to_string(),
+            "-c".to_string(),
+            "awk '{print $1}' {input.a}/x > {out}/y; cat {input.b}".to_string(),
+        ];
+        assert_eq!(referenced_inputs(&argv), vec!["a", "b"]);
+        let vars: BTreeMap<String, String> = [
+            ("out".to_string(), "/o".to_string()),
+            ("input.a".to_string(), "/a".to_string()),
+        ]
+        .into();
+        assert_eq!(
+            substitute(&argv[2], &vars),
+            "awk '{print $1}' /a/x > /o/y; cat {input.b}"
+        );
+    }
+}

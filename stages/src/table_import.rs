@@ -1,0 +1,178 @@
+//! `table.import`: read CSV, JSONL or Parquet files from outside the store into a table.
+//!
+//! The files' content digests are part of the run key (hashed once, then remembered by
+//! their size, times and inode), so editing a source file re-runs the node and nothing
+//! else does.
+
+use datasets::table::{TableWriter, read_shard};
+use pipeline::store::FileHasher;
+use pipeline::{
+    ArtifactKind, ArtifactType, Digest, InputSpec, Output, OutputDecl, ResultExt, Stage,
+    StageContext, StageError,
+};
+use polars::prelude::*;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Csv,
+    Jsonl,
+    Parquet,
+}
+
+impl Format {
+    fn from_path(path: &Path) -> Option<Format> {
+        match path.extension()?.to_str()? {
+            "csv" => Some(Format::Csv),
+            "jsonl" | "ndjson" => Some(Format::Jsonl),
+            "parquet" => Some(Format::Parquet),
+            _ => None,
+        }
+    }
+}
+
+/// Config of `table.import`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportConfig {
+    /// A file, or a folder whose files of the format are read in name order; relative
+    /// to the recipe's folder.
+    pub path: String,
+    /// `csv`, `jsonl` or `parquet`; by default taken from the file extension.
+    #[serde(default)]
+    pub format: Option<Format>,
+    /// Rows per output shard.
+    #[serde(default = "default_shard_rows")]
+    pub shard_rows: usize,
+}
+
+fn default_shard_rows() -> usize {
+    100_000
+}
+
+pub struct TableImport;
+
+impl TableImport {
+    /// The files to read, in order, with the format of each.
+    fn sources(
+        config: &ImportConfig,
+        recipe_dir: &Path,
+    ) -> Result<Vec<(PathBuf, Format)>, StageError> {
+        let root = pipeline::context::resolve_against(recipe_dir, &config.path);
+        let meta = std::fs::metadata(&root).context(root.display())?;
+        let out: Vec<(PathBuf, Format)> = if meta.is_dir() {
+            let mut v: Vec<(PathBuf, Format)> = std::fs::read_dir(&root)
+                .context(root.display())?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter_map(|p| Format::from_path(&p).map(|f| (p, f)))
+                .filter(|(_, f)| config.format.is_none_or(|want| want == *f))
+                .collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        } else {
+            let format = config
+                .format
+                .or_else(|| Format::from_path(&root))
+                .ok_or_else(|| {
+                    StageError::msg(format!(
+                        "{}: cannot tell the format from the extension; set `format`",
+                        root.display()
+                    ))
+                })?;
+            vec![(root.clone(), format)]
+        };
+        if out.is_empty() {
+            return Err(StageError::msg(format!(
+                "{}: no csv, jsonl or parquet files to import",
+                root.display()
+            )));
+        }
+        Ok(out)
+    }
+}
+
+fn read(path: &Path, format: Format) -> Result<DataFrame, StageError> {
+    let df = match format {
+        Format::Parquet => return read_shard(path).map_err(StageError::from),
+        Format::Csv => CsvReadOptions::default()
+            .with_has_header(true)
+            .try_into_reader_with_file_path(Some(path.to_path_buf()))
+            .and_then(|r| r.finish()),
+        Format::Jsonl => std::fs::File::open(path)
+            .map_err(PolarsError::from)
+            .and_then(|f| {
+                JsonReader::new(f)
+                    .with_json_format(JsonFormat::JsonLines)
+                    .finish()
+            }),
+    };
+    ResultExt::context(df, path.display())
+}
+
+impl Stage for TableImport {
+    type Config = ImportConfig;
+    const KIND: &'static str = "table.import";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "Read CSV, JSONL or Parquet files into a table.";
+    const INPUTS: &'static [InputSpec] = &[];
+    const OUTPUT: OutputDecl = OutputDecl::Fixed(ArtifactType::of(ArtifactKind::Table));
+
+    fn validate(config: &ImportConfig, _: &pipeline::Bindings) -> Result<(), String> {
+        if config.shard_rows == 0 {
+            return Err("`shard_rows` must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    fn externals(
+        config: &ImportConfig,
+        files: &FileHasher,
+        recipe_dir: &Path,
+    ) -> Result<Vec<(String, Digest)>, StageError> {
+        // Labels use the path as written in the recipe, so that moving the project
+        // folder does not change the key.
+        let root = pipeline::context::resolve_against(recipe_dir, &config.path);
+        Self::sources(config, recipe_dir)?
+            .into_iter()
+            .map(|(p, _)| {
+                let d = files.digest(&p).context(p.display())?;
+                let label = match p.strip_prefix(&root) {
+                    Ok(rel) if !rel.as_os_str().is_empty() => {
+                        format!(
+                            "file {}/{}",
+                            config.path.trim_end_matches('/'),
+                            rel.display()
+                        )
+                    }
+                    _ => format!("file {}", config.path),
+                };
+                Ok((label, d))
+            })
+            .collect()
+    }
+
+    async fn run(&self, config: ImportConfig, ctx: StageContext) -> Result<Output, StageError> {
+        let sources = Self::sources(&config, &ctx.recipe_dir)?;
+        tokio::task::spawn_blocking(move || {
+            ctx.progress.set_total(sources.len() as u64, "files");
+            let mut writer = TableWriter::new(&ctx.out_dir, config.shard_rows, None);
+            for (path, format) in &sources {
+                ctx.check_cancelled()?;
+                writer.write(read(path, *format)?)?;
+                ctx.progress.inc(1);
+            }
+            let summary = writer.finish()?;
+            ctx.count("files", sources.len() as u64);
+            Ok(Output {
+                rows: Some(summary.rows),
+                schema: None,
+                meta: summary.meta(),
+            })
+        })
+        .await
+        .map_err(|e| StageError::msg(format!("import thread: {e}")))?
+    }
+}

@@ -239,8 +239,9 @@ pub async fn run(
                     holding.insert(i, want);
                     let s = shared.clone();
                     let in_arts = input_artifacts(&shared, i, &digests);
+                    let force = options.force.contains(&i);
                     let h = tasks.spawn(async move {
-                        let r = execute(&s, i, key, want, in_arts).await;
+                        let r = execute(&s, i, key, want, in_arts, force).await;
                         (i, Phase::Done(r))
                     });
                     task_nodes.insert(h.id(), i);
@@ -464,6 +465,7 @@ async fn execute(
     key: KeyInputs,
     granted: Resources,
     inputs: BTreeMap<String, Vec<(String, Digest)>>,
+    force: bool,
 ) -> Result<Outcome, StageError> {
     let node = &s.graph.nodes[i];
     let run_key = key.run_key();
@@ -482,7 +484,8 @@ async fn execute(
                 .map_err(|e| StageError::msg(e.to_string()))??
         }
     };
-    if let Some(rec) = s.store.lookup(&run_key)? {
+    // Unless forced, look again: the process we waited for may have finished it.
+    if !force && let Some(rec) = s.store.lookup(&run_key)? {
         update_ref(s, i, run_key, rec.digest)?;
         s.events.emit(Event::NodeCached {
             node: node.id.clone(),

@@ -182,7 +182,10 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for StageError {
         let mut message = e.to_string();
         let mut source = e.source();
         while let Some(s) = source {
-            message.push_str(&format!(": {s}"));
+            let text = s.to_string();
+            if !message.contains(&text) {
+                message.push_str(&format!(": {text}"));
+            }
             source = s.source();
         }
         StageError::msg(message)

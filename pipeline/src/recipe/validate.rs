@@ -94,11 +94,13 @@ pub fn validate(recipe: Recipe, registry: &Registry) -> Result<Graph, RecipeErro
                 } else {
                     format!("config.{}", e.path)
                 };
-                // serde names the unknown field in its message but not in its path.
+                // serde may name an unknown field in its message only, not in its path.
                 let at = match unknown_field(&e.message) {
                     Some(field) if e.path.is_empty() => format!("{here}.config.{field}"),
-                    Some(field) => format!("{here}.config.{}.{field}", e.path),
-                    None => format!("{here}.{key}"),
+                    Some(field) if !e.path.ends_with(field) => {
+                        format!("{here}.config.{}.{field}", e.path)
+                    }
+                    _ => format!("{here}.{key}"),
                 };
                 let shown_key = at.trim_start_matches(&format!("{here}.")).to_string();
                 problems.push(recipe.diagnostic_at(

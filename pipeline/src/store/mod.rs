@@ -290,8 +290,11 @@ impl Store {
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().expect("store paths have parents");
     std::fs::create_dir_all(dir).at(dir)?;
+    // Unique per process and call, so concurrent writers never share a temp file.
+    static SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!(
-        ".{}.{}.tmp",
+        ".{}.{}.{n}.tmp",
         path.file_name().unwrap().to_string_lossy(),
         std::process::id()
     ));

@@ -138,6 +138,12 @@ impl StageContext {
         });
     }
 
+    /// Remove secrets (values of secret-looking environment variables) from a text
+    /// before it goes anywhere a person or a file will see it.
+    pub fn redact(&self, text: &str) -> String {
+        self.events.redact(text)
+    }
+
     /// A path from the config, resolved against the recipe folder.
     pub fn resolve(&self, path: &str) -> PathBuf {
         resolve_against(&self.recipe_dir, path)

@@ -98,10 +98,11 @@ impl RunSummary {
     }
 }
 
-/// A fresh run id: UTC time and a few random hex digits.
+/// A fresh run id: UTC time to the millisecond (so ids sort in time order) and a few
+/// hex digits that differ between runs started in the same millisecond.
 pub fn new_run_id() -> String {
     let now = std::time::SystemTime::now();
-    let stamp = humantime::format_rfc3339_seconds(now)
+    let stamp = humantime::format_rfc3339_millis(now)
         .to_string()
         .replace(['-', ':'], "");
     let nonce = Digest::of_json(&(

@@ -27,8 +27,3 @@ pub fn fault_point_for(point: &str, node: &str) {
         }
     }
 }
-
-/// [`fault_point_for`] where no node is concerned.
-pub fn fault_point(point: &str) {
-    fault_point_for(point, "");
-}

@@ -29,7 +29,11 @@ config = {{ text = "unrelated" }}
     )
 }
 
-fn plan_of(store: &pipeline::Store, src: &str, registry: &pipeline::Registry) -> Vec<(String, PlanState, Vec<String>)> {
+fn plan_of(
+    store: &pipeline::Store,
+    src: &str,
+    registry: &pipeline::Registry,
+) -> Vec<(String, PlanState, Vec<String>)> {
     let g = graph(src, registry);
     let all: BTreeSet<usize> = (0..g.nodes.len()).collect();
     plan(&g, store, &all, &BTreeSet::new())
@@ -39,7 +43,10 @@ fn plan_of(store: &pipeline::Store, src: &str, registry: &pipeline::Registry) ->
         .collect()
 }
 
-fn state<'a>(p: &'a [(String, PlanState, Vec<String>)], node: &str) -> &'a (String, PlanState, Vec<String>) {
+fn state<'a>(
+    p: &'a [(String, PlanState, Vec<String>)],
+    node: &str,
+) -> &'a (String, PlanState, Vec<String>) {
     p.iter().find(|x| x.0 == node).unwrap()
 }
 
@@ -50,7 +57,10 @@ fn a_second_run_is_all_fresh_and_the_plan_agrees() {
     let first = run(&store, &src);
     assert_eq!(first.ran_nodes(), vec!["a", "other", "u"]);
     let p = plan_of(&store, &src, &registry());
-    assert!(p.iter().all(|x| matches!(x.1, PlanState::Fresh { .. })), "{p:?}");
+    assert!(
+        p.iter().all(|x| matches!(x.1, PlanState::Fresh { .. })),
+        "{p:?}"
+    );
     let second = run(&store, &src);
     assert!(second.ran_nodes().is_empty());
     assert!(second.cached("a") && second.cached("u") && second.cached("other"));
@@ -63,7 +73,10 @@ fn a_config_change_reruns_the_node_and_what_reads_it() {
     let changed = chain("ho", "", "");
     let p = plan_of(&store, &changed, &registry());
     assert_eq!(state(&p, "a").1, PlanState::Stale);
-    assert_eq!(state(&p, "a").2, vec![r#"config key `text` changed: "hi" → "ho""#]);
+    assert_eq!(
+        state(&p, "a").2,
+        vec![r#"config key `text` changed: "hi" → "ho""#]
+    );
     assert_eq!(state(&p, "u").1, PlanState::Pending);
     assert!(matches!(state(&p, "other").1, PlanState::Fresh { .. }));
     let r = run(&store, &changed);
@@ -80,11 +93,23 @@ fn identical_content_cuts_off_early() {
     // `note` changes the key but not the bytes written.
     let src = chain("hi", "v2", "");
     let p = plan_of(&store, &src, &registry());
-    assert_eq!(state(&p, "a").2, vec![r#"config key `note` changed: "v1" → "v2""#]);
+    assert_eq!(
+        state(&p, "a").2,
+        vec![r#"config key `note` changed: "v1" → "v2""#]
+    );
     let r = run(&store, &src);
     assert_eq!(r.ran_nodes(), vec!["a"]);
-    assert!(matches!(r.outcome("a"), Outcome::Ran { unchanged: true, .. }));
-    assert!(r.cached("u"), "u must stay fresh: its input's content did not change");
+    assert!(matches!(
+        r.outcome("a"),
+        Outcome::Ran {
+            unchanged: true,
+            ..
+        }
+    ));
+    assert!(
+        r.cached("u"),
+        "u must stay fresh: its input's content did not change"
+    );
 }
 
 #[test]
@@ -93,7 +118,10 @@ fn a_stage_version_bump_reruns_with_the_reason() {
     let src = chain("hi", "", "");
     run(&store, &src);
     let p = plan_of(&store, &src, &registry_v2());
-    assert_eq!(state(&p, "a").2, vec!["stage version changed: test.source v1 → v2"]);
+    assert_eq!(
+        state(&p, "a").2,
+        vec!["stage version changed: test.source v1 → v2"]
+    );
     assert_eq!(state(&p, "other").1, PlanState::Stale);
     let r = run_with(&store, &src, &registry_v2(), options(vec![], vec![]));
     assert_eq!(r.ran_nodes(), vec!["a", "other"]);
@@ -111,11 +139,19 @@ fn an_input_change_is_named() {
     // u's plan reason names the changed input when its key is unknown.
     let src = chain("new", "", "");
     let g = graph(&src, &registry());
-    run_with(&store, &src, &registry(), options(vec![g.index("a").unwrap()], vec![]));
+    run_with(
+        &store,
+        &src,
+        &registry(),
+        options(vec![g.index("a").unwrap()], vec![]),
+    );
     let p = plan_of(&store, &src, &registry());
     let (_, st, reasons) = state(&p, "u");
     assert_eq!(*st, PlanState::Stale);
-    assert!(reasons[0].starts_with("input `text` changed: "), "{reasons:?}");
+    assert!(
+        reasons[0].starts_with("input `text` changed: "),
+        "{reasons:?}"
+    );
 }
 
 #[test]
@@ -123,10 +159,24 @@ fn target_runs_only_what_it_needs_and_force_reruns() {
     let (_d, store) = store();
     let src = chain("hi", "", "");
     let g = graph(&src, &registry());
-    let r = run_with(&store, &src, &registry(), options(vec![g.index("u").unwrap()], vec![]));
+    let r = run_with(
+        &store,
+        &src,
+        &registry(),
+        options(vec![g.index("u").unwrap()], vec![]),
+    );
     assert_eq!(r.ran_nodes(), vec!["a", "u"]);
-    assert_eq!(r.summary.outcomes.len(), 2, "`other` is not part of the target");
-    let r = run_with(&store, &src, &registry(), options(vec![], vec![g.index("a").unwrap()]));
+    assert_eq!(
+        r.summary.outcomes.len(),
+        2,
+        "`other` is not part of the target"
+    );
+    let r = run_with(
+        &store,
+        &src,
+        &registry(),
+        options(vec![], vec![g.index("a").unwrap()]),
+    );
     assert_eq!(r.ran_nodes(), vec!["a", "other"]);
     assert!(r.cached("u"), "forced a reproduced its bytes: u cut off");
 }
@@ -158,15 +208,25 @@ inputs = {{ text = "b" }}
     let r = run(&store, &src);
     assert_eq!(r.summary.status, pipeline::events::RunStatus::Failed);
     assert!(matches!(r.outcome("a"), Outcome::Failed { error } if error.contains("told to fail")));
-    assert!(matches!(r.outcome("u"), Outcome::Skipped { reason } if reason == "upstream `a` failed"));
+    assert!(
+        matches!(r.outcome("u"), Outcome::Skipped { reason } if reason == "upstream `a` failed")
+    );
     assert!(matches!(r.outcome("v"), Outcome::Skipped { .. }));
     assert!(r.ran("b") && r.ran("w"));
     assert!(store.get_ref("test", "a").unwrap().is_none());
     // Nothing half-written is visible: no artifact holds `partial.txt`.
-    assert!(!tree(&store.root().join("objects")).keys().any(|k| k.ends_with("partial.txt")));
+    assert!(
+        !tree(&store.root().join("objects"))
+            .keys()
+            .any(|k| k.ends_with("partial.txt"))
+    );
     std::fs::write(&marker, "").unwrap();
     let r = run(&store, &src);
-    assert_eq!(r.ran_nodes(), vec!["a", "u", "v"], "the next run redoes only what failed");
+    assert_eq!(
+        r.ran_nodes(),
+        vec!["a", "u", "v"],
+        "the next run redoes only what failed"
+    );
 }
 
 #[test]
@@ -195,9 +255,15 @@ config = {{ text = "y" }}
     );
     assert!(r.ran("b"));
     let objects = tree(&store.root().join("objects"));
-    assert!(!objects.keys().any(|k| k.ends_with("partial.txt")), "{objects:?}");
+    assert!(
+        !objects.keys().any(|k| k.ends_with("partial.txt")),
+        "{objects:?}"
+    );
     assert!(store.get_ref("test", "a").unwrap().is_none());
-    assert!(tree(&store.root().join("tmp")).is_empty(), "the run's tmp folder is removed");
+    assert!(
+        tree(&store.root().join("tmp")).is_empty(),
+        "the run's tmp folder is removed"
+    );
     std::fs::write(&marker, "").unwrap();
     let r = run(&store, &src);
     assert_eq!(r.ran_nodes(), vec!["a", "u"]);
@@ -226,13 +292,20 @@ config = { text = "q" }
     });
     let t = std::time::Instant::now();
     let r = run_cancellable(&store, src, &registry(), options(vec![], vec![]), cancel);
-    assert!(t.elapsed().as_secs() < 10, "cancellation must not wait for the stage");
+    assert!(
+        t.elapsed().as_secs() < 10,
+        "cancellation must not wait for the stage"
+    );
     assert_eq!(r.summary.status, pipeline::events::RunStatus::Cancelled);
     assert_eq!(r.outcome("slow"), &Outcome::Cancelled);
     assert_eq!(r.outcome("after"), &Outcome::Cancelled);
     assert!(r.ran("quick"));
     assert!(store.get_ref("test", "slow").unwrap().is_none());
-    assert_eq!(store.objects().unwrap().len(), 1, "only `quick` was published");
+    assert_eq!(
+        store.objects().unwrap().len(),
+        1,
+        "only `quick` was published"
+    );
 }
 
 fn intervals(r: &Run) -> Vec<(String, u64, u64)> {
@@ -281,7 +354,9 @@ fn the_memo_resumes_item_by_item_across_crashes_and_edits() {
     let (_d, store) = store();
     let items: Vec<String> = (0..10).map(|i| format!("\"item{i}\"")).collect();
     let recipe = |items: &[String], panic_after: Option<usize>| {
-        let p = panic_after.map(|n| format!(", panic_after = {n}")).unwrap_or_default();
+        let p = panic_after
+            .map(|n| format!(", panic_after = {n}"))
+            .unwrap_or_default();
         format!(
             "[nodes.m]\nkind = \"test.memo\"\nconfig = {{ items = [{}]{p} }}\n",
             items.join(", ")

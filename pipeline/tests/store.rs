@@ -61,7 +61,10 @@ fn orphan(store: &Store, n: u8) -> Digest {
 
 fn assert_reachable_intact(store: &Store) {
     for (_, rec) in store.keys().unwrap() {
-        assert!(store.has_object(&rec.digest), "a key's artifact was removed");
+        assert!(
+            store.has_object(&rec.digest),
+            "a key's artifact was removed"
+        );
     }
     for (_, _, r) in store.refs().unwrap() {
         assert!(store.has_object(&r.digest), "a ref's artifact was removed");
@@ -129,7 +132,11 @@ fn verify_finds_a_flipped_byte_and_repair_rebuilds_only_that() {
     let report = store.verify().unwrap();
     assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
     match &report.problems[0] {
-        Problem::CorruptObject { digest, file, message } => {
+        Problem::CorruptObject {
+            digest,
+            file,
+            message,
+        } => {
             assert_eq!(*digest, b);
             assert_eq!(file.as_deref(), Some("data.txt"));
             assert!(message.starts_with("sha256 "), "{message}");
@@ -137,7 +144,10 @@ fn verify_finds_a_flipped_byte_and_repair_rebuilds_only_that() {
         p => panic!("unexpected {p:?}"),
     }
     let text = report.problems[0].to_string();
-    assert!(text.contains(&b.to_hex()) && text.contains("data.txt"), "{text}");
+    assert!(
+        text.contains(&b.to_hex()) && text.contains("data.txt"),
+        "{text}"
+    );
 
     store.repair(&report.problems).unwrap();
     assert!(store.verify().unwrap().problems.is_empty());
@@ -161,8 +171,16 @@ fn verify_finds_missing_and_extra_files() {
         .iter()
         .map(|p| p.to_string())
         .collect();
-    assert!(problems.iter().any(|p| p.contains("data.txt: unreadable")), "{problems:?}");
-    assert!(problems.iter().any(|p| p.contains("stray.bin: file not listed")), "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.contains("data.txt: unreadable")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("stray.bin: file not listed")),
+        "{problems:?}"
+    );
 }
 
 #[test]
@@ -177,15 +195,22 @@ kind = "test.upper"
 inputs = { text = "slow" }
 "#;
     let runs: Vec<Run> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..2)
-            .map(|_| s.spawn(|| run(&store, src)))
-            .collect();
+        let handles: Vec<_> = (0..2).map(|_| s.spawn(|| run(&store, src))).collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let ran: usize = runs.iter().map(|r| r.ran_nodes().len()).sum();
-    assert_eq!(ran, 2, "each node computed once across both runs: {:?} {:?}", runs[0].summary.outcomes, runs[1].summary.outcomes);
+    assert_eq!(
+        ran, 2,
+        "each node computed once across both runs: {:?} {:?}",
+        runs[0].summary.outcomes, runs[1].summary.outcomes
+    );
     for r in &runs {
-        assert_eq!(r.summary.status, pipeline::events::RunStatus::Succeeded, "{:?}", r.summary.outcomes);
+        assert_eq!(
+            r.summary.status,
+            pipeline::events::RunStatus::Succeeded,
+            "{:?}",
+            r.summary.outcomes
+        );
     }
     assert!(store.verify().unwrap().problems.is_empty());
     assert_eq!(store.objects().unwrap().len(), 2);

@@ -30,14 +30,23 @@ fn unknown_stage_kind_with_a_suggestion() {
     assert_eq!(d.node.as_deref(), Some("a"));
     assert_eq!(d.key.as_deref(), Some("kind"));
     assert_eq!(d.position, Some((2, 1)));
-    assert!(d.message.contains("unknown stage kind `test.sourse`"), "{d}");
+    assert!(
+        d.message.contains("unknown stage kind `test.sourse`"),
+        "{d}"
+    );
     assert!(d.message.contains("did you mean `test.source`"), "{d}");
-    assert!(d.to_string().starts_with("recipes/bad.toml:2:1: node `a`, key `kind`:"), "{d}");
+    assert!(
+        d.to_string()
+            .starts_with("recipes/bad.toml:2:1: node `a`, key `kind`:"),
+        "{d}"
+    );
 }
 
 #[test]
 fn unknown_config_key_is_located() {
-    let d = one("[nodes.a]\nkind = \"test.source\"\n\n[nodes.a.config]\ntext = \"x\"\ntimes = 2\ntexts = \"y\"\n");
+    let d = one(
+        "[nodes.a]\nkind = \"test.source\"\n\n[nodes.a.config]\ntext = \"x\"\ntimes = 2\ntexts = \"y\"\n",
+    );
     assert_eq!(d.node.as_deref(), Some("a"));
     assert_eq!(d.key.as_deref(), Some("config.texts"));
     assert_eq!(d.position, Some((7, 1)));
@@ -83,11 +92,14 @@ fn unknown_input_name() {
 
 #[test]
 fn input_of_the_wrong_artifact_kind() {
-    let d = one("[nodes.t]\nkind = \"test.table\"\n[nodes.u]\nkind = \"test.upper\"\ninputs = { text = \"t\" }\n");
+    let d = one(
+        "[nodes.t]\nkind = \"test.table\"\n[nodes.u]\nkind = \"test.upper\"\ninputs = { text = \"t\" }\n",
+    );
     assert_eq!(d.node.as_deref(), Some("u"));
     assert_eq!(d.key.as_deref(), Some("inputs.text"));
     assert!(
-        d.message.contains("takes files but node `t` (test.table) writes table"),
+        d.message
+            .contains("takes files but node `t` (test.table) writes table"),
         "{d}"
     );
 }

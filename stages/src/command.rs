@@ -206,12 +206,12 @@ impl Stage for Command {
             .map(|a| substitute(a, &vars))
             .collect();
 
-        let logs = ctx.log_dir();
-        std::fs::create_dir_all(&logs).context(logs.display())?;
-        let stdout_path = logs.join(format!("{}.stdout", ctx.node));
-        let stderr_path = logs.join(format!("{}.stderr", ctx.node));
-        let stdout = std::fs::File::create(&stdout_path).context(stdout_path.display())?;
-        let stderr = std::fs::File::create(&stderr_path).context(stderr_path.display())?;
+        // The program writes its streams into scratch; they reach the run's log folder
+        // only through the redactor, so a secret it prints is never kept.
+        let raw_stdout = ctx.scratch_dir.join("stdout");
+        let raw_stderr = ctx.scratch_dir.join("stderr");
+        let stdout = std::fs::File::create(&raw_stdout).context(raw_stdout.display())?;
+        let stderr = std::fs::File::create(&raw_stderr).context(raw_stderr.display())?;
 
         let mut cmd = tokio::process::Command::new(&program);
         cmd.args(&args)
@@ -236,18 +236,30 @@ impl Stage for Command {
         let status = if config.timeout_secs > 0 {
             match tokio::time::timeout(Duration::from_secs(config.timeout_secs), child.wait()).await
             {
-                Ok(s) => s.context("waiting for the program")?,
+                Ok(s) => Some(s.context("waiting for the program")?),
                 Err(_) => {
                     let _ = child.kill().await;
-                    return Err(StageError::msg(format!(
-                        "killed after {} s (timeout_secs); stderr: {}",
-                        config.timeout_secs,
-                        stderr_path.display()
-                    )));
+                    None
                 }
             }
         } else {
-            child.wait().await.context("waiting for the program")?
+            Some(child.wait().await.context("waiting for the program")?)
+        };
+        let logs = ctx.log_dir();
+        std::fs::create_dir_all(&logs).context(logs.display())?;
+        let stdout_path = logs.join(format!("{}.stdout", ctx.node));
+        let stderr_path = logs.join(format!("{}.stderr", ctx.node));
+        for (from, to) in [(&raw_stdout, &stdout_path), (&raw_stderr, &stderr_path)] {
+            let text = std::fs::read(from).context(from.display())?;
+            let text = ctx.redact(&String::from_utf8_lossy(&text));
+            std::fs::write(to, text).context(to.display())?;
+        }
+        let Some(status) = status else {
+            return Err(StageError::msg(format!(
+                "killed after {} s (timeout_secs); stderr: {}",
+                config.timeout_secs,
+                stderr_path.display()
+            )));
         };
         if !status.success() {
             return Err(StageError::msg(format!(

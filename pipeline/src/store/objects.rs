@@ -4,7 +4,7 @@
 use super::{IoContext, Result, Store, StoreError, files_under, sync_dir};
 use crate::artifact::{Content, FileEntry, Lineage, Manifest};
 use crate::digest::Digest;
-use crate::faults::fault_point;
+use crate::faults::fault_point_for;
 use crate::stage::Output;
 use std::path::Path;
 
@@ -48,7 +48,7 @@ impl Store {
             seal(p)?;
         }
         sync_dir(dir);
-        fault_point("publish.before_rename");
+        fault_point_for("publish.before_rename", &manifest.lineage.node);
 
         let target = self.object_dir(&digest);
         if self.has_object(&digest) {

@@ -6,7 +6,7 @@ use pipeline::events::{EventRecord, EventSink, read_events};
 use pipeline::executor::{Capacity, Outcome, RunOptions, RunSummary};
 use pipeline::recipe::{Graph, Recipe, validate};
 use pipeline::{
-    ArtifactKind, ArtifactType, Arity, InputSpec, Output, OutputDecl, Registry, Resources, Stage,
+    Arity, ArtifactKind, ArtifactType, InputSpec, Output, OutputDecl, Registry, Resources, Stage,
     StageContext, StageError, Store,
 };
 use schemars::JsonSchema;
@@ -67,11 +67,17 @@ impl<const V: u32> Stage for Source<V> {
         if c.sleep_ms > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(c.sleep_ms)).await;
         }
-        if c.panic_unless.as_ref().is_some_and(|p| !Path::new(p).exists()) {
+        if c.panic_unless
+            .as_ref()
+            .is_some_and(|p| !Path::new(p).exists())
+        {
             std::fs::write(ctx.out_dir.join("partial.txt"), "half")?;
             panic!("test.source was told to panic");
         }
-        if c.fail_unless.as_ref().is_some_and(|p| !Path::new(p).exists()) {
+        if c.fail_unless
+            .as_ref()
+            .is_some_and(|p| !Path::new(p).exists())
+        {
             std::fs::write(ctx.out_dir.join("partial.txt"), "half")?;
             return Err(StageError::msg("test.source was told to fail"));
         }
@@ -318,7 +324,9 @@ pub fn tree(dir: &Path) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {

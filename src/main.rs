@@ -67,6 +67,11 @@ pub fn registry() -> Registry {
 }
 
 fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`reasongen status | head`), as command-line tools do.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(&cli.store, cli.quiet, args),

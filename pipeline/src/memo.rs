@@ -21,7 +21,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Page cache per connection, in KiB (SQLite's negative `cache_size` unit).
-const CACHE_KIB: i64 = 16 * 1024;
+const CACHE_KIB: i64 = 64 * 1024;
+/// WAL pages between checkpoints (SQLite's default is 1000): fewer, larger checkpoints
+/// absorb the random writes of digest-keyed inserts.
+const WAL_CHECKPOINT_PAGES: i64 = 16 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 #[error("memo {path}: {source}")]
@@ -51,6 +54,8 @@ impl MemoDb {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
         conn.pragma_update(None, "cache_size", -CACHE_KIB)
+            .map_err(err)?;
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)
             .map_err(err)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS memo (

@@ -54,17 +54,18 @@ fn recipe(nodes: usize, sources: usize) -> String {
         writeln!(r, "[nodes.src{s:03}]\nkind = \"table.import\"\nconfig = {{ path = \"source-{s:03}.parquet\" }}\n").unwrap();
     }
     for n in 0..nodes.saturating_sub(sources) {
-        // Chains of filters over each source, each a little more selective.
+        // A chain of filters over each source, each step more selective than the one
+        // before, so that every node writes a different table.
         let src = n % sources;
         let input = if n < sources {
             format!("src{src:03}")
         } else {
             format!("f{:03}", n - sources)
         };
-        let threshold = 0.05 + 0.9 * (n as f64 / nodes as f64);
+        let threshold = 0.99 - 0.9 * (n as f64 / nodes as f64);
         writeln!(
             r,
-            "[nodes.f{n:03}]\nkind = \"table.filter\"\ninputs = {{ input = \"{input}\" }}\nconfig = {{ where = \"score < {threshold:.3} OR tag = 'colors'\" }}\n"
+            "[nodes.f{n:03}]\nkind = \"table.filter\"\ninputs = {{ input = \"{input}\" }}\nconfig = {{ where = \"score < {threshold:.3} OR (tag = 'colors' AND id % {m} = 0)\" }}\n", m = n + 2
         )
         .unwrap();
     }

@@ -204,7 +204,7 @@ fn stages_are_documented_from_their_typed_configs() {
         "command v1",
         // Doc comments of config fields, types and defaults come from the config types.
         "A SQL condition over the columns",
-        "default 100000",
+        "default \"files\"",
         "one of csv|jsonl|parquet",
         "input          table (one): the table to filter",
     ] {

@@ -1,64 +1,34 @@
-//! Table schemas: the identity (`name@version`) every table carries, so that a reader
-//! knows what it holds and which version wrote it.
+//! Table schemas: the Arrow schema and the Rust row type of every table the engine
+//! writes, their identity (`name@version`), the Hugging Face features JSON that makes
+//! `datasets` see images as its `Image` feature, and the rules for reading tables
+//! written by older schema versions.
 //!
-//! The schema id is written into each Parquet shard's key-value metadata under
-//! [`SCHEMA_METADATA_KEY`] and into the artifact manifest. This crate holds no I/O.
+//! Every Parquet shard carries its schema id under [`SCHEMA_METADATA_KEY`] and its
+//! features under [`HF_METADATA_KEY`] in the file's key-value metadata. This crate does
+//! no I/O: it describes data and converts rows to and from Arrow record batches.
 
-use std::fmt;
-use std::str::FromStr;
+mod common;
+mod def;
+mod evolution;
+mod features;
+mod id;
+mod rows;
 
-/// Parquet key-value metadata key holding the schema id.
+pub mod eval_sample;
+pub mod rationale;
+pub mod rl_prompt;
+pub mod rollout;
+pub mod sft_sample;
+pub mod source_image;
+
+pub use common::{AugmentedPrompts, ImageData, Provenance, image_type, is_image_type};
+pub use def::{ALL, SchemaDef, find};
+pub use evolution::{Conformance, EvolutionError, adapt, conform};
+pub use features::hf_features;
+pub use id::{BadSchemaId, SchemaId};
+pub use rows::{Row, RowError, from_batch, to_batch};
+
+/// Parquet key-value metadata key holding the schema id (`name@version`).
 pub const SCHEMA_METADATA_KEY: &str = "reasongen.schema";
-
-/// A schema name and version, written `name@version`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SchemaId {
-    pub name: String,
-    pub version: u32,
-}
-
-impl SchemaId {
-    pub fn new(name: &str, version: u32) -> Self {
-        SchemaId {
-            name: name.to_string(),
-            version,
-        }
-    }
-}
-
-impl fmt::Display for SchemaId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.name, self.version)
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("`{0}` is not a schema id (expected name@version, e.g. sft_sample@1)")]
-pub struct BadSchemaId(String);
-
-impl FromStr for SchemaId {
-    type Err = BadSchemaId;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (name, version) = s.split_once('@').ok_or_else(|| BadSchemaId(s.into()))?;
-        let version = version.parse().map_err(|_| BadSchemaId(s.into()))?;
-        if name.is_empty() {
-            return Err(BadSchemaId(s.into()));
-        }
-        Ok(SchemaId::new(name, version))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn schema_ids_round_trip_and_reject_garbage() {
-        let id: SchemaId = "sft_sample@3".parse().unwrap();
-        assert_eq!(id, SchemaId::new("sft_sample", 3));
-        assert_eq!(id.to_string(), "sft_sample@3");
-        for bad in ["sft_sample", "@1", "x@", "x@one"] {
-            assert!(bad.parse::<SchemaId>().is_err(), "{bad}");
-        }
-    }
-}
+/// Parquet key-value metadata key holding the Hugging Face features JSON.
+pub const HF_METADATA_KEY: &str = "huggingface";

@@ -10,7 +10,7 @@
 //! Placeholders in argv: `{out}`, `{scratch}`, `{recipe_dir}` and `{input.NAME}` (the
 //! folder of the artifact bound to input NAME). Other braces are left alone.
 
-use datasets::table::{read_shard, shards};
+use datasets::table::TableReader;
 use pipeline::store::FileHasher;
 use pipeline::{
     Arity, ArtifactKind, Bindings, Digest, InputSpec, Output, OutputDecl, Resources, ResultExt,
@@ -114,6 +114,32 @@ fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// What a program that claims to write a table wrote: shards of one schema.
+fn table_output(dir: &Path) -> Result<Output, StageError> {
+    let reader = TableReader::open(dir)?;
+    if reader.files().is_empty() {
+        return Err(StageError::msg(
+            "output = \"table\" but the program wrote no part-*.parquet files",
+        ));
+    }
+    let schema = reader.arrow_schema()?;
+    for f in reader.files() {
+        let shard = TableReader::from_files(vec![f.clone()]).arrow_schema()?;
+        if shard.fields() != schema.fields() {
+            return Err(StageError::msg(format!(
+                "{}: columns differ from the first shard's",
+                f.display()
+            )));
+        }
+    }
+    let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    Ok(Output {
+        rows: Some(reader.row_count()?),
+        schema: schema.metadata().get(schemas::SCHEMA_METADATA_KEY).cloned(),
+        meta: serde_json::json!({"shards": reader.files().len(), "columns": columns}),
+    })
 }
 
 impl Stage for Command {
@@ -270,38 +296,7 @@ impl Stage for Command {
             )));
         }
         if config.output == ArtifactKind::Table {
-            let files = shards(&ctx.out_dir)?;
-            if files.is_empty() {
-                return Err(StageError::msg(
-                    "output = \"table\" but the program wrote no part-*.parquet files",
-                ));
-            }
-            let mut rows = 0u64;
-            let mut columns = None;
-            for f in &files {
-                let df = read_shard(f)?;
-                rows += df.height() as u64;
-                let names: Vec<String> = df
-                    .get_column_names()
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect();
-                match &columns {
-                    None => columns = Some(names),
-                    Some(c) if *c != names => {
-                        return Err(StageError::msg(format!(
-                            "{}: columns {names:?} differ from the first shard's {c:?}",
-                            f.display()
-                        )));
-                    }
-                    Some(_) => {}
-                }
-            }
-            return Ok(Output {
-                rows: Some(rows),
-                schema: None,
-                meta: serde_json::json!({"shards": files.len(), "columns": columns}),
-            });
+            return table_output(&ctx.out_dir);
         }
         Ok(Output::default())
     }

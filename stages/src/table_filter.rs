@@ -5,7 +5,9 @@
 //! The sample keeps a row when a hash of (seed, its position in the input table) falls
 //! under the fraction: the same rows for the same seed, however the input is sharded.
 
-use datasets::table::{TableWriter, read_shard, shards};
+use arrow::datatypes::{Schema, SchemaRef};
+use datasets::table::frames::frame_to_batch;
+use datasets::table::{ShardOptions, ShardWriter, TableReader, read_shard};
 use pipeline::{
     Arity, ArtifactKind, ArtifactType, InputSpec, Output, OutputDecl, Stage, StageContext,
     StageError,
@@ -14,6 +16,7 @@ use polars::prelude::*;
 use polars::sql::SQLContext;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Config of `table.filter`.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
@@ -31,13 +34,6 @@ pub struct FilterConfig {
     /// Keep only these columns, in this order.
     #[serde(default)]
     pub columns: Option<Vec<String>>,
-    /// Rows per output shard.
-    #[serde(default = "default_shard_rows")]
-    pub shard_rows: usize,
-}
-
-fn default_shard_rows() -> usize {
-    100_000
 }
 
 const ROW: &str = "__reasongen_row";
@@ -77,6 +73,26 @@ fn filter_shard(config: &FilterConfig, df: DataFrame, offset: u64) -> PolarsResu
     }
 }
 
+/// The input's schema, or its projection onto `columns`. A projection is no longer the
+/// input's schema: it loses the schema id, and its features are recomputed.
+fn output_schema(input: &SchemaRef, columns: Option<&[String]>) -> Result<SchemaRef, StageError> {
+    let Some(columns) = columns else {
+        return Ok(input.clone());
+    };
+    let mut fields = Vec::with_capacity(columns.len());
+    for c in columns {
+        let f = input
+            .field_with_name(c)
+            .map_err(|_| StageError::msg(format!("`columns`: no column `{c}` in the input")))?;
+        fields.push(f.clone());
+    }
+    let schema = Schema::new(fields);
+    let features = schemas::hf_features(&schema).to_string();
+    Ok(Arc::new(schema.with_metadata(
+        std::collections::HashMap::from([(schemas::HF_METADATA_KEY.to_string(), features)]),
+    )))
+}
+
 impl Stage for TableFilter {
     type Config = FilterConfig;
     const KIND: &'static str = "table.filter";
@@ -100,27 +116,26 @@ impl Stage for TableFilter {
         if config.columns.as_ref().is_some_and(Vec::is_empty) {
             return Err("`columns` is empty: no column would be kept".into());
         }
-        if config.shard_rows == 0 {
-            return Err("`shard_rows` must be at least 1".into());
-        }
         Ok(())
     }
 
     async fn run(&self, config: FilterConfig, ctx: StageContext) -> Result<Output, StageError> {
         let input = ctx.input("input")?.clone();
         tokio::task::spawn_blocking(move || {
-            let files = shards(&input.dir)?;
+            let reader = TableReader::open(&input.dir)?;
+            let target = output_schema(&reader.arrow_schema()?, config.columns.as_deref())?;
             ctx.progress
                 .set_total(input.content.rows.unwrap_or(0), "rows");
-            let mut writer = TableWriter::new(&ctx.out_dir, config.shard_rows, None);
+            let mut writer =
+                ShardWriter::new(&ctx.out_dir, target.clone(), ShardOptions::default());
             let mut offset = 0u64;
-            for file in &files {
+            for file in reader.files() {
                 ctx.check_cancelled()?;
                 let df = read_shard(file)?;
                 let n = df.height() as u64;
                 let kept = filter_shard(&config, df, offset)
                     .map_err(|e| StageError::msg(format!("`where`/`columns`: {e}")))?;
-                writer.write(kept)?;
+                writer.write(&frame_to_batch(&kept, Some(&target))?)?;
                 offset += n;
                 ctx.progress.inc(n);
             }
@@ -129,7 +144,7 @@ impl Stage for TableFilter {
             ctx.count("rows_out", summary.rows);
             Ok(Output {
                 rows: Some(summary.rows),
-                schema: input.content.schema.clone(),
+                schema: summary.schema_id.clone(),
                 meta: summary.meta(),
             })
         })
@@ -162,7 +177,6 @@ mod tests {
             sample: None,
             seed: 0,
             columns: Some(vec!["n".into()]),
-            shard_rows: 10,
         };
         let whole = filter_shard(&config, df.clone(), 0).unwrap();
         assert_eq!(whole.height(), 50);

@@ -4,7 +4,8 @@
 //! their size, times and inode), so editing a source file re-runs the node and nothing
 //! else does.
 
-use datasets::table::{TableWriter, read_shard};
+use datasets::table::frames::frame_to_batch;
+use datasets::table::{ShardOptions, ShardWriter, read_shard};
 use pipeline::store::FileHasher;
 use pipeline::{
     ArtifactKind, ArtifactType, Digest, InputSpec, Output, OutputDecl, ResultExt, Stage,
@@ -44,13 +45,6 @@ pub struct ImportConfig {
     /// `csv`, `jsonl` or `parquet`; by default taken from the file extension.
     #[serde(default)]
     pub format: Option<Format>,
-    /// Rows per output shard.
-    #[serde(default = "default_shard_rows")]
-    pub shard_rows: usize,
-}
-
-fn default_shard_rows() -> usize {
-    100_000
 }
 
 pub struct TableImport;
@@ -120,13 +114,6 @@ impl Stage for TableImport {
     const INPUTS: &'static [InputSpec] = &[];
     const OUTPUT: OutputDecl = OutputDecl::Fixed(ArtifactType::of(ArtifactKind::Table));
 
-    fn validate(config: &ImportConfig, _: &pipeline::Bindings) -> Result<(), String> {
-        if config.shard_rows == 0 {
-            return Err("`shard_rows` must be at least 1".into());
-        }
-        Ok(())
-    }
-
     fn externals(
         config: &ImportConfig,
         files: &FileHasher,
@@ -158,13 +145,19 @@ impl Stage for TableImport {
         let sources = Self::sources(&config, &ctx.recipe_dir)?;
         tokio::task::spawn_blocking(move || {
             ctx.progress.set_total(sources.len() as u64, "files");
-            let mut writer = TableWriter::new(&ctx.out_dir, config.shard_rows, None);
+            let mut writer: Option<ShardWriter> = None;
             for (path, format) in &sources {
                 ctx.check_cancelled()?;
-                writer.write(read(path, *format)?)?;
+                let df = read(path, *format)?;
+                let batch = frame_to_batch(&df, writer.as_ref().map(|w| w.schema()))
+                    .context(path.display())?;
+                let w = writer.get_or_insert_with(|| {
+                    ShardWriter::new(&ctx.out_dir, batch.schema(), ShardOptions::default())
+                });
+                w.write(&batch).context(path.display())?;
                 ctx.progress.inc(1);
             }
-            let summary = writer.finish()?;
+            let summary = writer.expect("at least one source").finish()?;
             ctx.count("files", sources.len() as u64);
             Ok(Output {
                 rows: Some(summary.rows),

@@ -21,7 +21,7 @@ fn sample(i: usize, image_len: usize) -> SftSample {
         },
         rationale: format!("a detailed rationale number {i} {}", "x".repeat(i % 17)),
         image: ImageData::from_bytes((0..image_len).map(|b| (b * 31 + i) as u8).collect(), None),
-        image_codes: (i % 4 != 0).then(|| (0..(i % 9) as u16).collect()),
+        image_codes: (!i.is_multiple_of(4)).then(|| (0..(i % 9) as u16).collect()),
         tokenizer: Some("patch_vq@test".into()),
         provenance: vec![],
     }

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result, bail};
 use pipeline::console::fmt_ms;
 use pipeline::events::{Event, read_events};
+use pipeline::store::Ref;
 use pipeline::{Digest, Store};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -232,17 +233,22 @@ fn resolve(store: &Store, what: &str) -> Result<Digest> {
     if let Ok(d) = store.resolve_digest(what) {
         return Ok(d);
     }
+    Ok(find_ref(store, what)?.2.digest)
+}
+
+/// The ref of `NODE` (in exactly one recipe) or `RECIPE/NODE`: (recipe, node, ref).
+pub fn find_ref(store: &Store, what: &str) -> Result<(String, String, Ref)> {
     let refs = store.refs()?;
-    let hits: Vec<_> = refs
-        .iter()
+    let mut hits: Vec<_> = refs
+        .into_iter()
         .filter(|(recipe, node, _)| node == what || format!("{recipe}/{node}") == what)
         .collect();
-    match hits.as_slice() {
-        [(_, _, r)] => Ok(r.digest),
-        [] => bail!("`{what}` is neither an artifact digest nor a node with a ref in this store"),
-        many => bail!(
+    match hits.len() {
+        1 => Ok(hits.remove(0)),
+        0 => bail!("`{what}` is neither an artifact digest nor a node with a ref in this store"),
+        _ => bail!(
             "node `{what}` is in several recipes: {}; name one as RECIPE/NODE",
-            many.iter()
+            hits.iter()
                 .map(|(r, n, _)| format!("{r}/{n}"))
                 .collect::<Vec<_>>()
                 .join(", ")

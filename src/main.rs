@@ -3,6 +3,7 @@
 
 mod bench;
 mod docs;
+mod export;
 mod inspect;
 mod maintain;
 mod run;
@@ -44,6 +45,8 @@ enum Command {
     Status(inspect::StatusArgs),
     /// Show an artifact's manifest and its lineage up to the sources.
     Show(inspect::ShowArgs),
+    /// Write a node's table as a dataset release (Hugging Face layout), or copy a release.
+    Export(export::ExportArgs),
     /// Re-hash every artifact and check every key and ref.
     Verify(maintain::VerifyArgs),
     /// Remove what no ref or key reaches (a dry run unless --delete).
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => run::plan(&cli.store, args),
         Command::Status(args) => inspect::status(&cli.store, args),
         Command::Show(args) => inspect::show(&cli.store, args),
+        Command::Export(args) => export::export(&cli.store, args),
         Command::Verify(args) => maintain::verify(&cli.store, args),
         Command::Gc(args) => maintain::gc(&cli.store, args),
         Command::Stages(args) => docs::stages(args),

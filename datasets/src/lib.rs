@@ -4,4 +4,5 @@
 //! Nothing here knows about the engine's store or scheduler: functions take folders
 //! and files and return data.
 
+pub mod release;
 pub mod table;

@@ -34,6 +34,10 @@ impl InputArtifact {
 /// The context of one node run.
 pub struct StageContext {
     pub node: String,
+    /// Name of the recipe the node belongs to.
+    pub recipe: String,
+    /// The node's run key (what its output is the function of).
+    pub run_key: Digest,
     /// Where the stage writes its artifact's files. Nothing else is published.
     pub out_dir: PathBuf,
     /// Private temporary space, removed after the run.

@@ -520,6 +520,8 @@ async fn execute(
     let tally = Tally::default();
     let ctx = StageContext {
         node: node.id.clone(),
+        recipe: s.graph.recipe.name.clone(),
+        run_key,
         out_dir: out_dir.clone(),
         scratch_dir: scratch_dir.clone(),
         recipe_dir: s.graph.recipe.dir.clone(),

@@ -13,9 +13,9 @@ pub fn image_type() -> DataType {
     ]))
 }
 
-/// Is `ty` the image struct?
+/// Is `ty` the image struct (nullability aside)?
 pub fn is_image_type(ty: &DataType) -> bool {
-    *ty == image_type()
+    crate::def::nullable_type(ty) == image_type()
 }
 
 /// An encoded image (PNG, JPEG, …) as the Hugging Face `Image` feature stores it.

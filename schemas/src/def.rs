@@ -4,8 +4,9 @@
 use crate::features::hf_features;
 use crate::id::SchemaId;
 use crate::{HF_METADATA_KEY, SCHEMA_METADATA_KEY};
-use arrow::datatypes::{Field, Schema};
+use arrow::datatypes::{DataType, Field, Fields, Schema};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// One table schema.
 pub struct SchemaDef {
@@ -24,10 +25,19 @@ impl SchemaDef {
         SchemaId::new(self.name, self.version)
     }
 
-    /// The Arrow schema, with the schema id and the Hugging Face features in its
+    /// The Arrow schema as written: every field nullable, as `datasets` and pyarrow
+    /// expect (a `datasets` feature only applies when its Arrow type equals the file's,
+    /// nullability included), with the schema id and the Hugging Face features in its
     /// metadata (which the Parquet writer stores in the file's key-value metadata).
+    /// Which columns are required is the business of [`SchemaDef::fields`] and of the
+    /// row types.
     pub fn arrow_schema(&self) -> Schema {
-        let schema = Schema::new((self.fields)());
+        let schema = Schema::new(
+            (self.fields)()
+                .iter()
+                .map(nullable_field)
+                .collect::<Vec<_>>(),
+        );
         let features = hf_features(&schema);
         let metadata = HashMap::from([
             (SCHEMA_METADATA_KEY.to_string(), self.id().to_string()),
@@ -42,6 +52,23 @@ impl SchemaDef {
             .iter()
             .find(|(c, _)| *c == column)
             .map_or(1, |(_, v)| *v)
+    }
+}
+
+/// `field` with it and every nested field nullable.
+pub fn nullable_field(field: &Field) -> Field {
+    Field::new(field.name(), nullable_type(field.data_type()), true)
+}
+
+/// `ty` with every nested field nullable.
+pub fn nullable_type(ty: &DataType) -> DataType {
+    match ty {
+        DataType::List(f) => DataType::List(Arc::new(nullable_field(f))),
+        DataType::LargeList(f) => DataType::LargeList(Arc::new(nullable_field(f))),
+        DataType::Struct(fields) => DataType::Struct(Fields::from(
+            fields.iter().map(|f| nullable_field(f)).collect::<Vec<_>>(),
+        )),
+        other => other.clone(),
     }
 }
 

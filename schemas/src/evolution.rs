@@ -6,7 +6,7 @@
 //! newer version than this build knows is refused outright.
 
 use crate::SCHEMA_METADATA_KEY;
-use crate::def::SchemaDef;
+use crate::def::{SchemaDef, nullable_type};
 use crate::id::SchemaId;
 use arrow::array::new_null_array;
 use arrow::datatypes::Schema;
@@ -91,7 +91,8 @@ pub fn conform(def: &SchemaDef, table: &Schema) -> Result<Conformance, Box<Evolu
     let fields = (def.fields)();
     for f in &fields {
         match table.field_with_name(f.name()) {
-            Ok(have) if have.data_type() == f.data_type() => {}
+            // Nullability is not compared: written schemas are all-nullable.
+            Ok(have) if nullable_type(have.data_type()) == nullable_type(f.data_type()) => {}
             Ok(have) => {
                 return Err(Box::new(EvolutionError::TypeMismatch {
                     column: f.name().clone(),

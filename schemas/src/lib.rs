@@ -22,7 +22,7 @@ pub mod sft_sample;
 pub mod source_image;
 
 pub use common::{AugmentedPrompts, ImageData, Provenance, image_type, is_image_type};
-pub use def::{ALL, SchemaDef, find};
+pub use def::{ALL, SchemaDef, find, nullable_field, nullable_type};
 pub use evolution::{Conformance, EvolutionError, adapt, conform};
 pub use features::hf_features;
 pub use id::{BadSchemaId, SchemaId};

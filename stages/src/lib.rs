@@ -5,6 +5,8 @@
 //! adds them all to a registry.
 
 pub mod command;
+pub mod release_export;
+pub mod sources;
 pub mod table_filter;
 pub mod table_import;
 
@@ -15,4 +17,6 @@ pub fn register(registry: &mut Registry) {
     registry.register(command::Command);
     registry.register(table_import::TableImport);
     registry.register(table_filter::TableFilter);
+    registry.register(release_export::ReleaseExport);
+    sources::register(registry);
 }

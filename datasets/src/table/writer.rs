@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 /// Row groups end at this many bytes even if they have fewer rows than configured
 /// (the Hugging Face writer's `MAX_ROW_GROUP_SIZE`).
 const MAX_ROW_GROUP_BYTES: usize = 100 * 1024 * 1024;
+/// Rows handed to the Parquet writer at a time (the granularity of shard sizes).
+const WRITE_SLICE_ROWS: usize = 256;
 
 #[derive(Clone, Copy, Debug)]
 pub struct ShardOptions {
@@ -136,8 +138,9 @@ impl ShardWriter {
         }
         let batch = RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec())
             .map_err(|e| TableError::format(&self.dir, e))?;
-        // Feed at most a row group at a time, so shards close near their target.
-        let step = self.options.row_group_rows.max(1);
+        // Feed small slices (row groups still follow `row_group_rows`), so that a shard
+        // closes near its target size even when rows are large images.
+        let step = self.options.row_group_rows.clamp(1, WRITE_SLICE_ROWS);
         let mut offset = 0;
         while offset < batch.num_rows() {
             let len = step.min(batch.num_rows() - offset);

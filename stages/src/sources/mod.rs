@@ -1,0 +1,87 @@
+//! Source stages: data entering the store from outside it, as typed tables.
+//!
+//! - [`image_folder`] (`source.image_folder`): a folder of images with sidecar captions
+//!   → `source_image`;
+//! - [`table`] (`source.table`): Parquet or JSONL files whose columns are mapped onto
+//!   one of our schemas;
+//! - [`reasongen_sft`] (`source.reasongen_sft`): the published ReasonGen-R1-SFT-230k
+//!   Parquet as it is → `sft_sample`;
+//! - [`prompts`] (`source.prompts`): prompt lists (`.txt`, `.jsonl`) → `rl_prompt`.
+//!
+//! Each stage module holds its config, its `Stage` impl and a plain `write_*` function
+//! that takes paths and writes the table, so that the work can be tested (and reused)
+//! without the engine. The shared parts: listing and hashing the source files
+//! ([`files`]), numbered text lines ([`lines`]), reading Parquet and JSONL in batches
+//! ([`read`]), and mapping columns onto a schema ([`mapping`], with image cells in
+//! [`images`]). Everything streams in batches; no source is held whole.
+
+mod files;
+mod images;
+mod lines;
+mod mapping;
+mod read;
+
+pub mod image_folder;
+pub mod prompts;
+pub mod reasongen_sft;
+pub mod table;
+
+pub use files::Format;
+pub use mapping::IdRule;
+
+use pipeline::{Registry, StageContext, StageError};
+
+/// Add every source stage to `registry`.
+pub fn register(registry: &mut Registry) {
+    registry.register(image_folder::ImageFolder);
+    registry.register(table::SourceTable);
+    registry.register(reasongen_sft::ReasonGenSft);
+    registry.register(prompts::Prompts);
+}
+
+/// Where a `write_*` function reports as it goes: the expected total, then the rows
+/// written after each batch. An error from [`Tracker::advance`] (a cancelled run) stops
+/// the work. `()` tracks nothing.
+pub trait Tracker {
+    fn total(&self, total: u64, unit: &str);
+    fn advance(&self, rows: u64) -> Result<(), StageError>;
+}
+
+impl Tracker for () {
+    fn total(&self, _: u64, _: &str) {}
+    fn advance(&self, _: u64) -> Result<(), StageError> {
+        Ok(())
+    }
+}
+
+impl Tracker for StageContext {
+    fn total(&self, total: u64, unit: &str) {
+        self.progress.set_total(total, unit);
+    }
+    fn advance(&self, rows: u64) -> Result<(), StageError> {
+        self.progress.inc(rows);
+        self.check_cancelled()
+    }
+}
+
+/// Rows per written batch.
+const BATCH_ROWS: usize = 256;
+
+/// Run a blocking `write_*` call off the async runtime.
+async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    work: impl FnOnce() -> Result<T, StageError> + Send + 'static,
+) -> Result<T, StageError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StageError::msg(format!("{what} thread: {e}")))?
+}
+
+/// The stage output of a written table of schema `def`.
+fn output(summary: &datasets::table::TableSummary, def: &schemas::SchemaDef) -> pipeline::Output {
+    pipeline::Output {
+        rows: Some(summary.rows),
+        schema: Some(def.id().to_string()),
+        meta: summary.meta(),
+    }
+}

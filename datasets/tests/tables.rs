@@ -213,3 +213,65 @@ fn an_untagged_table_with_the_right_columns_reads() {
         .unwrap();
     assert!(err.to_string().contains("column `id` is Int64"), "{err}");
 }
+
+#[test]
+fn polars_scans_the_shards_for_joins_dedup_and_statistics() {
+    use polars::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let mut rows: Vec<SftSample> = (0..30).map(|i| sample(i, 50)).collect();
+    rows.extend((0..10).map(|i| sample(i, 50))); // 10 duplicates of the first ids
+    write(
+        dir.path(),
+        &rows,
+        7,
+        ShardOptions {
+            target_shard_bytes: 4000,
+            row_group_rows: 5,
+            zstd_level: 1,
+        },
+    );
+    let files = shards(dir.path()).unwrap();
+    assert!(files.len() > 1);
+    let lf = datasets::table::scan(&files).unwrap();
+    let distinct = lf
+        .clone()
+        .select([col("id").n_unique().alias("n")])
+        .collect()
+        .unwrap();
+    assert_eq!(
+        distinct.column("n").unwrap().u32().unwrap().get(0),
+        Some(30)
+    );
+    let dedup = lf
+        .clone()
+        .unique_stable(Some(cols(["id"])), UniqueKeepStrategy::First)
+        .collect()
+        .unwrap();
+    assert_eq!(dedup.height(), 30);
+    let joined = lf
+        .clone()
+        .select([col("id"), col("rationale")])
+        .join(
+            dedup.lazy().select([col("id"), col("tokenizer")]),
+            [col("id")],
+            [col("id")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .collect()
+        .unwrap();
+    assert_eq!(joined.height(), 40);
+    let lengths = lf
+        .select([col("image_codes").list().len().mean().alias("mean_codes")])
+        .collect()
+        .unwrap();
+    assert!(
+        lengths
+            .column("mean_codes")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .get(0)
+            .unwrap()
+            > 0.0
+    );
+}

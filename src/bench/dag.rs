@@ -1,6 +1,16 @@
 //! The engine benchmark: a recipe of N nodes whose tables hold M rows; times the cold
 //! run, a no-op re-run and `plan`, then shows that the no-op paths read no table: they
 //! are timed again with every Parquet shard of the store moved away.
+//!
+//! Its peer is DVC (`pip install dvc pyarrow`), run side by side when a `dvc` executable
+//! is on PATH or given with `--dvc`: the same recipe as a DVC pipeline in the folder
+//! `dvc/` of the work folder (a `dvc init --no-scm` project), one stage per node, each
+//! running a Python script that does the node's work with pyarrow (an import copies its
+//! source, a filter keeps the rows that match the same condition), with the node's
+//! input and output as the stage's `deps` and `outs` and the condition in its command.
+//! Its cold `dvc repro`, no-op `dvc repro` and `dvc status` are timed beside reasongen's
+//! cold run, no-op re-run and `plan`, and its outputs must hold as many rows as
+//! reasongen's tables.
 
 use anyhow::{Context, Result, ensure};
 use polars::prelude::*;
@@ -23,6 +33,9 @@ pub struct DagBenchArgs {
     /// Work folder (default: a temporary one).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// The `dvc` executable of the DVC peer (default: `dvc` on PATH; if none, no peer).
+    #[arg(long)]
+    dvc: Option<PathBuf>,
 }
 
 fn write_sources(dir: &Path, sources: usize, rows: usize) -> Result<()> {
@@ -42,52 +55,82 @@ fn write_sources(dir: &Path, sources: usize, rows: usize) -> Result<()> {
             .map(|i| format!("a photo of {} things, row {i}", i % 5))
             .collect();
         let mut df = df!("id" => ids, "score" => score, "tag" => tag, "text" => text)?;
-        let path = dir.join(format!("source-{s:03}.parquet"));
+        let path = dir.join(source_file(s));
         ParquetWriter::new(std::fs::File::create(&path)?).finish(&mut df)?;
     }
     Ok(())
 }
 
+fn source_file(s: usize) -> String {
+    format!("source-{s:03}.parquet")
+}
+
+/// The import node of source `s`.
+fn import_node(s: usize) -> String {
+    format!("src{s:03}")
+}
+
+/// A filter node: it keeps the rows of `input` where
+/// `score < threshold OR (tag = 'colors' AND id % modulus = 0)`.
+struct Filter {
+    name: String,
+    input: String,
+    threshold: String,
+    modulus: usize,
+}
+
+/// The filter nodes: a chain over each source, each step more selective than the one
+/// before, so that every node writes a different table.
+fn filters(nodes: usize, sources: usize) -> Vec<Filter> {
+    (0..nodes.saturating_sub(sources))
+        .map(|n| Filter {
+            name: format!("f{n:03}"),
+            input: if n < sources {
+                import_node(n)
+            } else {
+                format!("f{:03}", n - sources)
+            },
+            threshold: format!("{:.3}", 0.99 - 0.9 * (n as f64 / nodes as f64)),
+            modulus: n + 2,
+        })
+        .collect()
+}
+
 fn recipe(nodes: usize, sources: usize) -> String {
     let mut r = String::from("[recipe]\nname = \"bench-dag\"\n\n");
     for s in 0..sources {
-        writeln!(r, "[nodes.src{s:03}]\nkind = \"table.import\"\nconfig = {{ path = \"source-{s:03}.parquet\" }}\n").unwrap();
-    }
-    for n in 0..nodes.saturating_sub(sources) {
-        // A chain of filters over each source, each step more selective than the one
-        // before, so that every node writes a different table.
-        let src = n % sources;
-        let input = if n < sources {
-            format!("src{src:03}")
-        } else {
-            format!("f{:03}", n - sources)
-        };
-        let threshold = 0.99 - 0.9 * (n as f64 / nodes as f64);
         writeln!(
             r,
-            "[nodes.f{n:03}]\nkind = \"table.filter\"\ninputs = {{ input = \"{input}\" }}\nconfig = {{ where = \"score < {threshold:.3} OR (tag = 'colors' AND id % {m} = 0)\" }}\n", m = n + 2
+            "[nodes.{}]\nkind = \"table.import\"\nconfig = {{ path = \"{}\" }}\n",
+            import_node(s),
+            source_file(s)
+        )
+        .unwrap();
+    }
+    for f in filters(nodes, sources) {
+        writeln!(
+            r,
+            "[nodes.{}]\nkind = \"table.filter\"\ninputs = {{ input = \"{}\" }}\nconfig = {{ where = \"score < {} OR (tag = 'colors' AND id % {} = 0)\" }}\n",
+            f.name, f.input, f.threshold, f.modulus
         )
         .unwrap();
     }
     r
 }
 
-/// Run this binary with `args`; return (wall seconds, stdout+stderr).
-fn timed(dir: &Path, args: &[&str]) -> Result<(f64, String)> {
-    let exe = std::env::current_exe()?;
+/// Run `cmd`; return (wall seconds, stdout+stderr).
+fn timed(cmd: &mut Command) -> Result<(f64, String)> {
     let t = Instant::now();
-    let out = Command::new(exe).args(args).current_dir(dir).output()?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
     let secs = t.elapsed().as_secs_f64();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    ensure!(
-        out.status.success(),
-        "reasongen {} failed:\n{text}",
-        args.join(" ")
-    );
+    ensure!(out.status.success(), "{cmd:?} failed:\n{text}");
     Ok((secs, text))
 }
 
@@ -101,6 +144,120 @@ fn parquet_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The script of every DVC stage: the work of one node, with pyarrow.
+const DVC_NODE_PY: &str = r#""""One node of reasongen's `bench dag` recipe, as a DVC stage.
+
+node.py import SOURCE OUT    copy a Parquet source
+node.py filter IN OUT T M    keep the rows where score < T OR (tag = 'colors' AND id % M = 0)
+"""
+import shutil
+import sys
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+op, src, out = sys.argv[1:4]
+if op == "import":
+    shutil.copyfile(src, out)
+else:
+    t = pq.read_table(src)
+    # Polars writes string views, which pyarrow's compute functions do not take.
+    t = t.cast(pa.schema([f.with_type(pa.string()) if f.type == pa.string_view() else f for f in t.schema]))
+    threshold, modulus = float(sys.argv[4]), int(sys.argv[5])
+    colors = pc.and_(pc.equal(t["tag"], "colors"), pc.equal(pc.modulo(t["id"], modulus), 0))
+    keep = pc.or_(pc.less(t["score"], threshold), colors)
+    pq.write_table(t.filter(keep), out, compression="zstd")
+"#;
+
+/// The DVC peer: a DVC project holding the recipe as a pipeline.
+struct Dvc {
+    exe: PathBuf,
+    dir: PathBuf,
+    /// The stages' output files.
+    outs: Vec<PathBuf>,
+}
+
+impl Dvc {
+    /// The `dvc` executable: `--dvc`, else `dvc` on PATH.
+    fn find(given: Option<&Path>) -> Option<PathBuf> {
+        match given {
+            Some(p) => Some(p.to_path_buf()),
+            None => std::env::split_paths(&std::env::var_os("PATH")?)
+                .map(|d| d.join("dvc"))
+                .find(|p| p.is_file()),
+        }
+    }
+
+    /// A fresh DVC project in `work/dvc` with the recipe's sources and its pipeline. The
+    /// stages run the `python3` beside `exe` (a virtual environment's) if there is one,
+    /// else the one on PATH.
+    fn init(exe: PathBuf, work: &Path, nodes: usize, sources: usize) -> Result<Dvc> {
+        let dir = work.join("dvc");
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        std::fs::create_dir(&dir)?;
+        let beside = exe.with_file_name("python3");
+        let python = if beside.is_file() {
+            beside.display().to_string()
+        } else {
+            "python3".into()
+        };
+        std::fs::write(dir.join("node.py"), DVC_NODE_PY)?;
+        let mut yaml = String::from("stages:\n");
+        let mut outs = Vec::new();
+        let mut stage = |name: &str, input: &str, args: &str| {
+            let cmd = format!("{python} node.py {args}");
+            writeln!(
+                yaml,
+                "  {name}:\n    cmd: {}\n    deps: [node.py, {input}]\n    outs: [{name}.parquet]",
+                serde_json::to_string(&cmd).unwrap()
+            )
+            .unwrap();
+            outs.push(dir.join(format!("{name}.parquet")));
+        };
+        for s in 0..sources {
+            let (name, src) = (import_node(s), source_file(s));
+            std::fs::copy(work.join(&src), dir.join(&src))?;
+            stage(&name, &src, &format!("import {src} {name}.parquet"));
+        }
+        for f in filters(nodes, sources) {
+            let input = format!("{}.parquet", f.input);
+            let args = format!(
+                "filter {input} {}.parquet {} {}",
+                f.name, f.threshold, f.modulus
+            );
+            stage(&f.name, &input, &args);
+        }
+        std::fs::write(dir.join("dvc.yaml"), yaml)?;
+        let dvc = Dvc { exe, dir, outs };
+        dvc.timed(&["init", "--no-scm"])?;
+        Ok(dvc)
+    }
+
+    /// Run `dvc args` in the project, without DVC's usage analytics.
+    fn timed(&self, args: &[&str]) -> Result<(f64, String)> {
+        timed(
+            Command::new(&self.exe)
+                .args(args)
+                .current_dir(&self.dir)
+                .env("DVC_NO_ANALYTICS", "1"),
+        )
+    }
+
+    /// Rows and bytes over the stages' outputs.
+    fn outputs(&self) -> Result<(u64, u64)> {
+        let (mut rows, mut bytes) = (0, 0);
+        for p in &self.outs {
+            let file = std::fs::File::open(p).with_context(|| p.display().to_string())?;
+            bytes += file.metadata()?.len();
+            rows += ParquetReader::new(file).num_rows()? as u64;
+        }
+        Ok((rows, bytes))
+    }
 }
 
 pub fn run(args: DagBenchArgs) -> Result<ExitCode> {
@@ -121,11 +278,14 @@ pub fn run(args: DagBenchArgs) -> Result<ExitCode> {
     );
     write_sources(&dir, args.sources, args.rows)?;
     std::fs::write(dir.join("bench.toml"), recipe(args.nodes, args.sources))?;
-    let quiet = ["--quiet", "--store", "store"];
+    let exe = std::env::current_exe()?;
     let run = |extra: &[&str]| -> Result<(f64, String)> {
-        let mut a: Vec<&str> = extra.to_vec();
-        a.extend_from_slice(&quiet);
-        timed(&dir, &a)
+        timed(
+            Command::new(&exe)
+                .args(extra)
+                .args(["--quiet", "--store", "store"])
+                .current_dir(&dir),
+        )
     };
     println!(
         "dag benchmark: {} nodes ({} imports of {} rows in total, {} filters), folder {}",
@@ -135,6 +295,26 @@ pub fn run(args: DagBenchArgs) -> Result<ExitCode> {
         args.nodes - args.sources,
         dir.display()
     );
+    let dvc = match Dvc::find(args.dvc.as_deref()) {
+        Some(exe) => {
+            let dvc = Dvc::init(exe, &dir, args.nodes, args.sources)?;
+            let (_, version) = dvc.timed(&["--version"])?;
+            println!(
+                "  peer: DVC {}, the same {} nodes as {} stages in {}",
+                version.trim(),
+                args.nodes,
+                dvc.outs.len(),
+                dvc.dir.display()
+            );
+            Some(dvc)
+        }
+        None => {
+            println!(
+                "  DVC peer skipped: no `dvc` on PATH (to compare: `pip install dvc pyarrow`, or --dvc PATH)"
+            );
+            None
+        }
+    };
     let (cold, _) = run(&["run", "bench.toml"])?;
     let store = dir.join("store");
     let mut shards = Vec::new();
@@ -149,18 +329,49 @@ pub fn run(args: DagBenchArgs) -> Result<ExitCode> {
         shards.len(),
         bytes as f64 / 1048576.0
     );
-    let (noop, out) = run(&["run", "bench.toml"])?;
+    if let Some(dvc) = &dvc {
+        let (cold, _) = dvc.timed(&["repro"])?;
+        let (dvc_rows, dvc_bytes) = dvc.outputs()?;
+        ensure!(
+            dvc_rows == rows,
+            "DVC's outputs hold {dvc_rows} rows, reasongen's tables {rows}"
+        );
+        println!(
+            "  dvc repro, cold: {cold:>7.2} s  ({} outputs, {dvc_rows} rows, {:.1} MiB in the outputs)",
+            dvc.outs.len(),
+            dvc_bytes as f64 / 1048576.0
+        );
+    }
+    let (noop, _) = run(&["run", "bench.toml"])?;
+    println!(
+        "  no-op re-run:    {noop:>7.3} s  (all {} nodes fresh)",
+        args.nodes
+    );
+    if let Some(dvc) = &dvc {
+        let (noop, out) = dvc.timed(&["repro"])?;
+        ensure!(
+            !out.contains("Running stage"),
+            "a no-op `dvc repro` ran stages:\n{out}"
+        );
+        println!(
+            "  dvc repro, no-op:{noop:>7.3} s  (all {} stages unchanged)",
+            dvc.outs.len()
+        );
+    }
     let (plan, plan_out) = run(&["plan", "bench.toml"])?;
     ensure!(
         plan_out.contains(&format!("{} fresh, 0 stale", args.nodes)),
         "plan after a run is not all fresh:\n{plan_out}"
     );
-    let _ = out;
-    println!(
-        "  no-op re-run:    {noop:>7.3} s  (all {} nodes fresh)",
-        args.nodes
-    );
     println!("  plan:            {plan:>7.3} s");
+    if let Some(dvc) = &dvc {
+        let (status, out) = dvc.timed(&["status"])?;
+        ensure!(
+            out.contains("up to date"),
+            "`dvc status` after a repro:\n{out}"
+        );
+        println!("  dvc status:      {status:>7.3} s");
+    }
 
     // Move every shard away: the no-op paths must not notice.
     let aside = dir.join("aside");

@@ -28,6 +28,7 @@ fn output_text(o: &OutputDecl) -> String {
     match o {
         OutputDecl::Fixed(t) => t.to_string(),
         OutputDecl::FromConfig { key, default } => format!("{default} (or as config `{key}` says)"),
+        OutputDecl::TableFromConfig { key } => format!("table<schema named by config `{key}`>"),
     }
 }
 

@@ -66,6 +66,7 @@ enum Command {
 pub fn registry() -> Registry {
     let mut r = Registry::new();
     stages::register(&mut r);
+    train::stages::register(&mut r);
     r
 }
 

@@ -14,24 +14,24 @@ fn the_demo_runs_then_is_entirely_fresh() {
     let p = Project::new();
     let first = p.run(&["run", &demo()]).ok();
     assert!(
-        first.text().contains("succeeded: 6 ran, 0 fresh"),
+        first.text().contains("succeeded: 7 ran, 0 fresh"),
         "{}",
         first.text()
     );
     let second = p.run(&["run", &demo()]).ok();
     assert!(
-        second.text().contains("succeeded: 0 ran, 6 fresh"),
+        second.text().contains("succeeded: 0 ran, 7 fresh"),
         "{}",
         second.text()
     );
     let plan = p.run(&["plan", &demo()]).ok();
-    assert!(plan.stdout.contains("6 fresh, 0 stale"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("7 fresh, 0 stale"), "{}", plan.stdout);
 
     let status = p.run(&["status"]).ok();
     assert!(status.stdout.contains("recipe `demo`"), "{}", status.stdout);
     assert_eq!(
         status.stdout.matches(" fresh ").count(),
-        6,
+        7,
         "{}",
         status.stdout
     );
@@ -42,7 +42,7 @@ fn the_demo_runs_then_is_entirely_fresh() {
         "SHA256SUMS",
         "command v1 as node `bundle`",
         "table.filter v1 (node `counting`)",
-        "table.import v1 (node `geneval`)",
+        "source.prompts v1 (node `geneval`)",
         "← file data/geneval/evaluation_metadata.jsonl",
     ] {
         assert!(
@@ -91,7 +91,7 @@ fn plan_explains_a_set_override_and_json_is_machine_readable() {
     let run = p
         .run(&["run", &demo(), "--set", "counting.where=tag = 'colors'"])
         .ok();
-    assert!(run.text().contains("2 ran, 4 fresh"), "{}", run.text());
+    assert!(run.text().contains("2 ran, 5 fresh"), "{}", run.text());
 }
 
 #[test]
@@ -212,7 +212,21 @@ fn stages_are_documented_from_their_typed_configs() {
     }
     let json: serde_json::Value =
         serde_json::from_str(&p.run(&["stages", "--json"]).ok().stdout).unwrap();
-    assert_eq!(json.as_array().unwrap().len(), 3);
+    let kinds: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap())
+        .collect();
+    for k in [
+        "command",
+        "table.filter",
+        "table.import",
+        "release.export",
+        "source.prompts",
+    ] {
+        assert!(kinds.contains(&k), "{k} missing from {kinds:?}");
+    }
     let r = p.run(&["stages", "nope"]);
     assert_eq!(r.code, Some(2));
 }
@@ -228,8 +242,11 @@ fn schema_describes_every_kind_and_its_config() {
         .iter()
         .map(|b| b["if"]["properties"]["kind"]["const"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, vec!["command", "table.filter", "table.import"]);
-    let filter = &branches[1]["then"]["properties"]["config"];
+    let mut sorted = kinds.clone();
+    sorted.sort();
+    assert_eq!(kinds, sorted, "one branch per kind, in order");
+    let filter_at = kinds.iter().position(|k| *k == "table.filter").unwrap();
+    let filter = &branches[filter_at]["then"]["properties"]["config"];
     assert_eq!(filter["additionalProperties"], false);
     assert!(filter["properties"]["where"].is_object());
     // References into definitions are rewritten per kind and all resolve.

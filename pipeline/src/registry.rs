@@ -156,6 +156,17 @@ impl<S: Stage> DynStage for Erased<S> {
                 };
                 ArtifactType::of(kind)
             }
+            OutputDecl::TableFromConfig { key } => {
+                let name =
+                    canonical
+                        .get(key)
+                        .and_then(|v| v.as_str())
+                        .ok_or_else(|| ConfigError {
+                            path: key.to_string(),
+                            message: "must name a table schema".into(),
+                        })?;
+                ArtifactType::table(intern(name))
+            }
         };
         Ok(Arc::new(Prepared::<S> {
             stage: self.0.clone(),
@@ -164,6 +175,22 @@ impl<S: Stage> DynStage for Erased<S> {
             output,
         }))
     }
+}
+
+/// A schema name with a static lifetime (few and small: one per distinct name).
+fn intern(name: &str) -> &'static str {
+    static NAMES: std::sync::OnceLock<std::sync::Mutex<std::collections::BTreeSet<&'static str>>> =
+        std::sync::OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(n) = names.get(name) {
+        return n;
+    }
+    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
+    names.insert(leaked);
+    leaked
 }
 
 /// Every stage kind the binary knows, by kind name.

@@ -112,6 +112,10 @@ pub enum OutputDecl {
         key: &'static str,
         default: ArtifactKind,
     },
+    /// A table whose schema the config key `key` names (as `schema = "rl_prompt"`).
+    TableFromConfig {
+        key: &'static str,
+    },
 }
 
 /// Resources a node holds while it runs. The executor never runs nodes whose sum

@@ -5,6 +5,7 @@
 //! adds them all to a registry.
 
 pub mod command;
+pub mod pair;
 pub mod release_export;
 pub mod sources;
 pub mod table_filter;
@@ -18,5 +19,6 @@ pub fn register(registry: &mut Registry) {
     registry.register(table_import::TableImport);
     registry.register(table_filter::TableFilter);
     registry.register(release_export::ReleaseExport);
+    registry.register(pair::PairSft);
     sources::register(registry);
 }

@@ -4,6 +4,7 @@
 //! their size, times and inode), so editing a source file re-runs the node and nothing
 //! else does.
 
+use crate::sources::files;
 use datasets::table::frames::frame_to_batch;
 use datasets::table::{ShardOptions, ShardWriter, read_shard};
 use pipeline::store::FileHasher;
@@ -56,35 +57,13 @@ impl TableImport {
         recipe_dir: &Path,
     ) -> Result<Vec<(PathBuf, Format)>, StageError> {
         let root = pipeline::context::resolve_against(recipe_dir, &config.path);
-        let meta = std::fs::metadata(&root).context(root.display())?;
-        let out: Vec<(PathBuf, Format)> = if meta.is_dir() {
-            let mut v: Vec<(PathBuf, Format)> = std::fs::read_dir(&root)
-                .context(root.display())?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter_map(|p| Format::from_path(&p).map(|f| (p, f)))
-                .filter(|(_, f)| config.format.is_none_or(|want| want == *f))
-                .collect();
-            v.sort_by(|a, b| a.0.cmp(&b.0));
-            v
-        } else {
-            let format = config
-                .format
-                .or_else(|| Format::from_path(&root))
-                .ok_or_else(|| {
-                    StageError::msg(format!(
-                        "{}: cannot tell the format from the extension; set `format`",
-                        root.display()
-                    ))
-                })?;
-            vec![(root.clone(), format)]
-        };
-        if out.is_empty() {
-            return Err(StageError::msg(format!(
-                "{}: no csv, jsonl or parquet files to import",
-                root.display()
-            )));
-        }
-        Ok(out)
+        files::list(&root, "csv, jsonl or parquet", |p, single| {
+            match (config.format, Format::from_path(p)) {
+                (Some(want), Some(have)) => (want == have).then_some(want),
+                (Some(want), None) => single.then_some(want),
+                (None, have) => have,
+            }
+        })
     }
 }
 
@@ -119,26 +98,14 @@ impl Stage for TableImport {
         files: &FileHasher,
         recipe_dir: &Path,
     ) -> Result<Vec<(String, Digest)>, StageError> {
-        // Labels use the path as written in the recipe, so that moving the project
-        // folder does not change the key.
         let root = pipeline::context::resolve_against(recipe_dir, &config.path);
-        Self::sources(config, recipe_dir)?
-            .into_iter()
-            .map(|(p, _)| {
-                let d = files.digest(&p).context(p.display())?;
-                let label = match p.strip_prefix(&root) {
-                    Ok(rel) if !rel.as_os_str().is_empty() => {
-                        format!(
-                            "file {}/{}",
-                            config.path.trim_end_matches('/'),
-                            rel.display()
-                        )
-                    }
-                    _ => format!("file {}", config.path),
-                };
-                Ok((label, d))
-            })
-            .collect()
+        let sources = Self::sources(config, recipe_dir)?;
+        files::digests(
+            &config.path,
+            &root,
+            sources.iter().map(|(p, _)| p.as_path()),
+            files,
+        )
     }
 
     async fn run(&self, config: ImportConfig, ctx: StageContext) -> Result<Output, StageError> {

@@ -11,14 +11,44 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
 use arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema, from_ffi};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
-use polars::prelude::{CompatLevel, DataFrame};
+use polars::prelude::{CompatLevel, DataFrame, DataType as PlDataType, Field as PlField};
 use std::path::Path;
 use std::sync::Arc;
 
+/// `dtype` with `Null` (what polars infers for JSON `null` and `[]`) made `String`, if
+/// it has one: `Null` does not cross the C data interface. Values are unchanged (all
+/// null, or empty lists), and an all-null column casts to any target type.
+fn concrete(dtype: &PlDataType) -> Option<PlDataType> {
+    match dtype {
+        PlDataType::Null => Some(PlDataType::String),
+        PlDataType::List(inner) => concrete(inner).map(|t| PlDataType::List(Box::new(t))),
+        PlDataType::Struct(fields) => {
+            let changed: Vec<Option<PlDataType>> =
+                fields.iter().map(|f| concrete(f.dtype())).collect();
+            changed.iter().any(Option::is_some).then(|| {
+                PlDataType::Struct(
+                    fields
+                        .iter()
+                        .zip(changed)
+                        .map(|(f, t)| {
+                            PlField::new(f.name().clone(), t.unwrap_or_else(|| f.dtype().clone()))
+                        })
+                        .collect(),
+                )
+            })
+        }
+        _ => None,
+    }
+}
+
 /// One polars column as an arrow-rs array.
 fn column_to_arrow(column: &polars::prelude::Column) -> Result<ArrayRef, String> {
+    let column = match concrete(column.dtype()) {
+        Some(t) => column.cast(&t).map_err(|e| e.to_string())?,
+        None => column.clone(),
+    };
     let field = column.field().to_arrow(CompatLevel::oldest());
-    let array = column.clone().rechunk_to_arrow(CompatLevel::oldest());
+    let array = column.rechunk_to_arrow(CompatLevel::oldest());
     let c_array = polars_arrow::ffi::export_array_to_c(array);
     let c_schema = polars_arrow::ffi::export_field_to_c(&field);
     // SAFETY: both crates implement the Arrow C data interface; the structs are

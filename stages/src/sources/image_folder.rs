@@ -23,7 +23,7 @@ use schemas::source_image::{SCHEMA, SourceImage};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Extensions (lower case) of the files read as images.
@@ -118,10 +118,7 @@ struct Sidecar {
 }
 
 /// The sidecar file `image` with extension `ext`, if there is one.
-fn read_sidecar(
-    image: &Path,
-    ext: &str,
-) -> Result<Option<(std::path::PathBuf, String)>, StageError> {
+fn read_sidecar(image: &Path, ext: &str) -> Result<Option<(PathBuf, String)>, StageError> {
     let path = image.with_extension(ext);
     match std::fs::read_to_string(&path) {
         Ok(text) => Ok(Some((path, text))),

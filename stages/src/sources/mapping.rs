@@ -183,15 +183,19 @@ impl Mapping {
         Ok(())
     }
 
-    /// The source columns the mapping reads.
+    /// The source columns the mapping reads (each once: one may fill several targets).
     pub(crate) fn source_columns(&self) -> Vec<&str> {
-        self.fills
+        let mut names: Vec<&str> = self
+            .fills
             .iter()
             .filter_map(|f| match f {
                 Fill::Column { name, .. } => Some(name.as_str()),
                 _ => None,
             })
-            .collect()
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
     }
 
     /// The target schema (with its id and features metadata).
@@ -218,11 +222,11 @@ impl Mapping {
                     })?,
                     None if *required => {
                         return Err(StageError::msg(format!(
-                            "{}: no column `{name}` for `{}`, which {} requires; map one with `columns.{} = \"...\"`",
+                            "{}: no column `{name}` for `{}`, which {} requires; the file has: {}",
                             chunk.file.display(),
                             field.name(),
                             self.def.id(),
-                            field.name()
+                            chunk.source_columns.join(", ")
                         )));
                     }
                     None => new_null_array(ty, rows),

@@ -15,7 +15,7 @@
 //! ([`read`]), and mapping columns onto a schema ([`mapping`], with image cells in
 //! [`images`]). Everything streams in batches; no source is held whole.
 
-mod files;
+pub(crate) mod files;
 mod images;
 mod lines;
 mod mapping;

@@ -12,9 +12,7 @@ use arrow::record_batch::RecordBatch;
 use datasets::table::TableReader;
 use datasets::table::frames::frame_to_batch;
 use pipeline::{ResultExt, StageError};
-use polars::prelude::{
-    Column, DataFrame, DataType, Field, JsonFormat, JsonReader, PolarsResult, SerReader,
-};
+use polars::prelude::{JsonFormat, JsonReader, SerReader};
 use std::fmt::Display;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -27,6 +25,8 @@ pub(crate) struct Chunk<'a> {
     pub first_row: u64,
     /// JSONL: the line number of each row.
     pub lines: Option<Vec<u64>>,
+    /// Every column of the source (read or not), for errors.
+    pub source_columns: Vec<String>,
 }
 
 impl Chunk<'_> {
@@ -69,6 +69,7 @@ pub(crate) fn for_each_chunk(
                 .copied()
                 .filter(|c| schema.field_with_name(c).is_ok())
                 .collect();
+            let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
             let mut first_row = 0;
             for batch in reader.batches((!present.is_empty()).then_some(present.as_slice())) {
                 let batch = batch?;
@@ -78,6 +79,7 @@ pub(crate) fn for_each_chunk(
                     file: path,
                     first_row,
                     lines: None,
+                    source_columns: names.clone(),
                 })?;
                 first_row += n;
             }
@@ -99,7 +101,7 @@ pub(crate) fn for_each_chunk(
                 let (Some(&first), Some(&last)) = (numbers.first(), numbers.last()) else {
                     return Ok(());
                 };
-                let batch = json_batch(text, wanted)
+                let (batch, names) = json_batch(text, wanted)
                     .context(format_args!("{}: lines {first}-{last}", path.display()))?;
                 let n = numbers.len() as u64;
                 each(Chunk {
@@ -107,6 +109,7 @@ pub(crate) fn for_each_chunk(
                     file: path,
                     first_row,
                     lines: Some(numbers),
+                    source_columns: names,
                 })?;
                 first_row += n;
             }
@@ -114,12 +117,18 @@ pub(crate) fn for_each_chunk(
     }
 }
 
-/// JSON lines (already checked) as a record batch of the `wanted` columns they have.
-fn json_batch(text: String, wanted: &[&str]) -> Result<RecordBatch, StageError> {
+/// JSON lines (already checked) as a record batch of the `wanted` columns they have,
+/// and the names of all their columns.
+fn json_batch(text: String, wanted: &[&str]) -> Result<(RecordBatch, Vec<String>), StageError> {
     let df = JsonReader::new(Cursor::new(text))
         .with_json_format(JsonFormat::JsonLines)
         .infer_schema_len(None)
         .finish()?;
+    let names = df
+        .get_column_names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
     let present: Vec<&str> = wanted
         .iter()
         .copied()
@@ -130,43 +139,8 @@ fn json_batch(text: String, wanted: &[&str]) -> Result<RecordBatch, StageError> 
     } else {
         df.select(present)?
     };
-    let columns = df
-        .columns()
-        .iter()
-        .map(|c| match concrete(c.dtype()) {
-            Some(dtype) => c.cast(&dtype),
-            None => Ok(c.clone()),
-        })
-        .collect::<PolarsResult<Vec<Column>>>()?;
-    Ok(frame_to_batch(
-        &DataFrame::new(df.height(), columns)?,
-        None,
-    )?)
-}
-
-/// `dtype` with `Null` (what polars infers for JSON `null` and `[]`) made `String`, if
-/// it has one: `Null` does not cross to Arrow. Values are unchanged (all null, or
-/// empty lists), and an all-null column maps onto any type.
-fn concrete(dtype: &DataType) -> Option<DataType> {
-    match dtype {
-        DataType::Null => Some(DataType::String),
-        DataType::List(inner) => concrete(inner).map(|t| DataType::List(Box::new(t))),
-        DataType::Struct(fields) => {
-            let changed: Vec<Option<DataType>> =
-                fields.iter().map(|f| concrete(f.dtype())).collect();
-            changed.iter().any(Option::is_some).then(|| {
-                let fields = fields
-                    .iter()
-                    .zip(changed)
-                    .map(|(f, t)| {
-                        Field::new(f.name().clone(), t.unwrap_or_else(|| f.dtype().clone()))
-                    })
-                    .collect();
-                DataType::Struct(fields)
-            })
-        }
-        _ => None,
-    }
+    let batch = frame_to_batch(&df, None)?;
+    Ok((batch, names))
 }
 
 /// The rows of `sources` from their Parquet footers (no data read; a truncated file

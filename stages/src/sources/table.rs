@@ -15,10 +15,7 @@ use super::{BATCH_ROWS, Tracker};
 use arrow::array::ArrayRef;
 use datasets::table::{ShardOptions, ShardWriter, TableSummary};
 use pipeline::store::FileHasher;
-use pipeline::{
-    ArtifactKind, ArtifactType, Bindings, Digest, InputSpec, Output, OutputDecl, Stage,
-    StageContext, StageError,
-};
+use pipeline::{Bindings, Digest, InputSpec, Output, OutputDecl, Stage, StageContext, StageError};
 use schemars::JsonSchema;
 use schemas::SchemaDef;
 use serde::{Deserialize, Serialize};
@@ -60,7 +57,8 @@ pub struct TableConfig {
     /// The schema of the table written.
     pub schema: TargetSchema,
     /// Target column → source column, e.g. `{ prompt = "text" }`. A target not named
-    /// here comes from the source column of the same name, if the source has one.
+    /// here comes from the source column of the same name (null if the source has
+    /// none and the schema allows it).
     #[serde(default)]
     pub columns: BTreeMap<String, String>,
     /// Target column → a fixed value (text, cast to the column's type), e.g.
@@ -123,7 +121,7 @@ impl Stage for SourceTable {
     const VERSION: u32 = 1;
     const DOC: &'static str = "Read Parquet or JSONL files into a table of one of our schemas (rl_prompt, source_image, rationale, sft_sample), mapping columns, constants and ids.";
     const INPUTS: &'static [InputSpec] = &[];
-    const OUTPUT: OutputDecl = OutputDecl::Fixed(ArtifactType::of(ArtifactKind::Table));
+    const OUTPUT: OutputDecl = OutputDecl::TableFromConfig { key: "schema" };
 
     fn validate(config: &TableConfig, _: &Bindings) -> Result<(), String> {
         config.mapping().map(|_| ())

@@ -1,0 +1,18 @@
+//! Stages that train or use a model: the patch VQ's training and the tokenize node now.
+
+pub mod patch_vq;
+pub mod tokenize;
+
+use pipeline::Registry;
+
+pub fn register(registry: &mut Registry) {
+    registry.register(patch_vq::TrainPatchVq);
+    registry.register(tokenize::Tokenize);
+}
+
+/// Decode encoded image bytes (PNG, JPEG) to RGB.
+pub(crate) fn decode_rgb(bytes: &[u8]) -> Result<image::RgbImage, String> {
+    image::load_from_memory(bytes)
+        .map(|i| i.to_rgb8())
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,60 @@
+//! The image tokenizer interface: what turns images into codes and back. Tables record
+//! which tokenizer made their codes, so changing the tokenizer re-runs the tokenize
+//! node and what follows, and nothing else.
+//!
+//! Implementations: the patch VQ of the shapes world ([`crate::patch_vq`]); VQ-16 of
+//! Janus-Pro when it lands. A tokenizer is a model artifact whose `tokenizer.json`
+//! names its kind.
+
+use crate::patch_vq::PatchVq;
+use image::RgbImage;
+use std::path::Path;
+
+pub trait ImageTokenizer: Send + Sync {
+    /// `patch_vq`, `vq16`, …
+    fn kind(&self) -> &'static str;
+    /// Side of the square images it takes.
+    fn image_size(&self) -> u32;
+    /// Codes per image.
+    fn tokens(&self) -> usize;
+    /// Size of the code vocabulary.
+    fn codebook_size(&self) -> u32;
+    fn encode(&self, img: &RgbImage) -> Result<Vec<u16>, String>;
+    fn decode(&self, codes: &[u16]) -> Result<RgbImage, String>;
+}
+
+impl ImageTokenizer for PatchVq {
+    fn kind(&self) -> &'static str {
+        "patch_vq"
+    }
+    fn image_size(&self) -> u32 {
+        self.config.image_size
+    }
+    fn tokens(&self) -> usize {
+        self.config.tokens()
+    }
+    fn codebook_size(&self) -> u32 {
+        self.config.codebook_size
+    }
+    fn encode(&self, img: &RgbImage) -> Result<Vec<u16>, String> {
+        PatchVq::encode(self, img).map_err(|e| e.to_string())
+    }
+    fn decode(&self, codes: &[u16]) -> Result<RgbImage, String> {
+        PatchVq::decode(self, codes).map_err(|e| e.to_string())
+    }
+}
+
+/// Load the tokenizer a model artifact folder holds.
+pub fn load(dir: &Path) -> Result<Box<dyn ImageTokenizer>, String> {
+    let path = dir.join("tokenizer.json");
+    let text = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    match json["kind"].as_str() {
+        Some("patch_vq") => Ok(Box::new(PatchVq::load(dir).map_err(|e| e.to_string())?)),
+        other => Err(format!(
+            "{}: unknown tokenizer kind {other:?} (known: patch_vq)",
+            path.display()
+        )),
+    }
+}

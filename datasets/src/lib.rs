@@ -5,4 +5,5 @@
 //! and files and return data.
 
 pub mod release;
+pub mod shapes;
 pub mod table;

@@ -281,10 +281,8 @@ pub async fn run(
         }
         match phase {
             Phase::Keyed {
-                key,
-                hit: Some(digest),
+                hit: Some(digest), ..
             } => {
-                let _ = key;
                 digests.insert(i, digest);
                 outcomes.insert(i, Outcome::Cached { digest });
             }

@@ -7,6 +7,7 @@
 pub mod command;
 pub mod pair;
 pub mod release_export;
+pub mod shapes;
 pub mod sources;
 pub mod table_filter;
 pub mod table_import;
@@ -21,4 +22,5 @@ pub fn register(registry: &mut Registry) {
     registry.register(release_export::ReleaseExport);
     registry.register(pair::PairSft);
     sources::register(registry);
+    shapes::register(registry);
 }

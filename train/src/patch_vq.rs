@@ -34,7 +34,7 @@ impl PatchVqConfig {
     }
 
     pub fn check(&self) -> Result<(), String> {
-        if self.patch == 0 || self.image_size == 0 || self.image_size % self.patch != 0 {
+        if self.patch == 0 || self.image_size == 0 || !self.image_size.is_multiple_of(self.patch) {
             return Err(format!(
                 "patch {} must divide image size {}",
                 self.patch, self.image_size
@@ -415,7 +415,7 @@ mod tests {
 
     fn squares(seed: u32) -> RgbImage {
         RgbImage::from_fn(16, 16, |x, y| {
-            let inside = (x / 4 + y / 4 + seed) % 3 == 0;
+            let inside = (x / 4 + y / 4 + seed).is_multiple_of(3);
             if inside {
                 image::Rgb([200, 30, 30])
             } else {

@@ -244,7 +244,7 @@ pub fn export(
     }
 
     let mut reports = Vec::new();
-    for (s, name) in split_names.iter().enumerate() {
+    for name in &split_names {
         let data_writer = data.remove(0);
         let prov_writer = prov.remove(0);
         let written = data_writer.finish()?;
@@ -266,7 +266,6 @@ pub fn export(
                 std::fs::rename(f, &to).map_err(io(&to))?;
             }
         }
-        let _ = s;
         reports.push(SplitReport {
             name: name.clone(),
             rows: written.rows,

@@ -45,7 +45,7 @@ fn default_image_size() -> u32 {
     64
 }
 fn default_patch() -> u32 {
-    8
+    4
 }
 fn default_codebook() -> u32 {
     256

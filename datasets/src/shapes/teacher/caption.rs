@@ -1,0 +1,63 @@
+//! The detailed caption (the rationale): an opening with how many shapes of which
+//! kinds are on the background; one sentence per object in reading order with its
+//! size, color, shape, place on the canvas and its relation to the object before; a
+//! closing remark on the style.
+
+use super::words::{
+    Wording, background, capitalize, inventory, location, noun, reading_order, relation_phrase,
+};
+use crate::shapes::scene::Scene;
+use crate::shapes::vocab::with_article;
+
+/// The detailed caption of a scene, as a captioning model would write it. The wording
+/// varies between scenes but is a function of the scene alone.
+pub fn detailed_caption(scene: &Scene) -> String {
+    let mut wording = Wording::new(scene, 0xCA97);
+    let objects = reading_order(scene);
+    let bg = background();
+    let (count, breakdown) = inventory(&objects);
+    let mut sentences = vec![match wording.below(3) {
+        0 => format!("The image shows {count} on a {bg}{breakdown}."),
+        1 => format!("A {bg} holds {count}{breakdown}."),
+        _ => format!("This simple picture contains {count} set against a {bg}{breakdown}."),
+    }];
+    for (i, obj) in objects.iter().enumerate() {
+        let a_noun = with_article(&noun(obj, true));
+        let place = location(obj, &mut wording);
+        let previous = i.checked_sub(1).map(|j| &objects[j]);
+        let relation = previous.and_then(|p| relation_phrase(obj, p));
+        // The previous object by name, when no other object shares its color and shape.
+        let previous_name = previous
+            .filter(|p| {
+                objects
+                    .iter()
+                    .filter(|o| noun(o, false) == noun(p, false))
+                    .count()
+                    == 1
+            })
+            .map(|p| noun(p, false));
+        sentences.push(match (relation, previous_name, wording.below(3)) {
+            (None, _, 0) => format!("{} sits {place}.", capitalize(&a_noun)),
+            (None, _, 1) => format!("{}, there is {a_noun}.", capitalize(place)),
+            (None, _, _) => format!("{} is placed {place}.", capitalize(&a_noun)),
+            (Some(rel), Some(name), 0) => {
+                format!("{} sits {place}, {rel} the {name}.", capitalize(&a_noun))
+            }
+            (Some(rel), _, 1) => format!("{}, {rel} it, is {a_noun}.", capitalize(place)),
+            (Some(rel), _, _) => format!("{} it, {place}, is {a_noun}.", capitalize(&rel)),
+        });
+    }
+    let closing: &[&str] = if objects.len() == 1 {
+        &[
+            "The shape is a solid, flat color with clean edges, and nothing else is in the picture.",
+            "It is drawn in a single flat color with crisp edges; the rest of the image is empty.",
+        ]
+    } else {
+        &[
+            "All the shapes are solid, flat colors with clean edges, and none of them touch or overlap.",
+            "Each shape is drawn in a single flat color with crisp edges, clearly apart from the others.",
+        ]
+    };
+    sentences.push(wording.pick(closing).to_owned());
+    sentences.join(" ")
+}

@@ -1,0 +1,187 @@
+//! The teacher's phrasing shared by captions and augmented prompts: the order objects
+//! are described in, size and location words, noun phrases, counted lists, relation
+//! phrases, and the seeded choice among equivalent wordings.
+
+use crate::shapes::judge::{POSITION_MARGIN, relative_position};
+use crate::shapes::render::DEFAULT_SIZE;
+use crate::shapes::rng::{Rng, mix};
+use crate::shapes::scene::{MAX_SIZE, MIN_SIZE, Object, Scene};
+use crate::shapes::vocab::{BACKGROUND_NAME, Relation, number_word, with_article};
+
+/// The seeded choice among wordings: a function of the scene and of what is being
+/// worded (`salt`), so the same scene always reads the same.
+pub(super) struct Wording(Rng);
+
+impl Wording {
+    pub(super) fn new(scene: &Scene, salt: u64) -> Wording {
+        Wording(Rng::new(mix(scene.fingerprint() ^ salt)))
+    }
+
+    pub(super) fn pick<'a>(&mut self, options: &[&'a str]) -> &'a str {
+        self.0.pick(options).unwrap_or_default()
+    }
+
+    pub(super) fn below(&mut self, n: usize) -> usize {
+        self.0.below(n)
+    }
+
+    pub(super) fn shuffle<T>(&mut self, items: &mut [T]) {
+        self.0.shuffle(items);
+    }
+}
+
+/// The background as captions name it (`plain gray background`).
+pub(super) fn background() -> String {
+    format!("plain {BACKGROUND_NAME} background")
+}
+
+/// Objects in reading order: by row of the canvas's thirds, then left to right.
+pub(super) fn reading_order(scene: &Scene) -> Vec<Object> {
+    let mut objects = scene.objects.clone();
+    objects.sort_by(|a, b| {
+        third(a.center[1])
+            .cmp(&third(b.center[1]))
+            .then(a.center[0].total_cmp(&b.center[0]))
+    });
+    objects
+}
+
+/// 0, 1 or 2: which third of the canvas a coordinate falls in.
+fn third(v: f64) -> u8 {
+    if v < 1.0 / 3.0 {
+        0
+    } else if v < 2.0 / 3.0 {
+        1
+    } else {
+        2
+    }
+}
+
+/// `small`, `medium-sized` or `large`: the thirds of the world's size range.
+pub(super) fn size_word(obj: &Object) -> &'static str {
+    let t = (obj.size - MIN_SIZE) / (MAX_SIZE - MIN_SIZE);
+    if t < 1.0 / 3.0 {
+        "small"
+    } else if t < 2.0 / 3.0 {
+        "medium-sized"
+    } else {
+        "large"
+    }
+}
+
+/// Where on the canvas an object is (`in the upper left`), by the thirds it falls in.
+pub(super) fn location(obj: &Object, wording: &mut Wording) -> &'static str {
+    let options: [&str; 2] = match (third(obj.center[1]), third(obj.center[0])) {
+        (0, 0) => ["in the upper left", "in the top-left corner"],
+        (0, 1) => ["at the top", "near the top edge"],
+        (0, _) => ["in the upper right", "in the top-right corner"],
+        (1, 0) => ["on the left", "at the left side"],
+        (1, 1) => ["in the center", "in the middle"],
+        (1, _) => ["on the right", "at the right side"],
+        (_, 0) => ["in the lower left", "in the bottom-left corner"],
+        (_, 1) => ["at the bottom", "near the bottom edge"],
+        (_, _) => ["in the lower right", "in the bottom-right corner"],
+    };
+    wording.pick(&options)
+}
+
+/// `red circle`, or with its size `large red circle`.
+pub(super) fn noun(obj: &Object, sized: bool) -> String {
+    let colored = format!("{} {}", obj.color.name(), obj.shape.name());
+    if sized {
+        format!("{} {colored}", size_word(obj))
+    } else {
+        colored
+    }
+}
+
+/// The number word (`three`), `several` past ten.
+pub(super) fn number(n: usize) -> &'static str {
+    number_word(n).unwrap_or("several")
+}
+
+/// `a, b and c` (no serial comma, as the SFT data joins object prompts).
+pub(super) fn join_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+/// Counted groups in order of first appearance: `two red circles`, `a square`.
+/// `key` gives each object's singular and plural wording.
+pub(super) fn counted(objects: &[Object], key: impl Fn(&Object) -> (String, String)) -> String {
+    let mut groups: Vec<((String, String), usize)> = Vec::new();
+    for obj in objects {
+        let k = key(obj);
+        match groups.iter_mut().find(|(g, _)| *g == k) {
+            Some((_, n)) => *n += 1,
+            None => groups.push((k, 1)),
+        }
+    }
+    let items: Vec<String> = groups
+        .into_iter()
+        .map(|((one, many), n)| match n {
+            1 => with_article(&one),
+            _ => format!("{} {many}", number(n)),
+        })
+        .collect();
+    join_list(&items)
+}
+
+/// What the scene holds, as a head and, when there are shapes of several kinds, the
+/// kinds counted: (`a single flat shape`, ``), (`two diamonds`, ``), (`three flat
+/// shapes`, `: two circles and a square`).
+pub(super) fn inventory(objects: &[Object]) -> (String, String) {
+    let by_shape = counted(objects, |o| {
+        (o.shape.name().to_owned(), o.shape.plural().to_owned())
+    });
+    let one_kind = objects
+        .iter()
+        .all(|o| Some(o.shape) == objects.first().map(|f| f.shape));
+    match objects.len() {
+        1 => ("a single flat shape".to_owned(), String::new()),
+        _ if one_kind => (by_shape, String::new()),
+        n => (
+            format!("{} flat shapes", number(n)),
+            format!(": {by_shape}"),
+        ),
+    }
+}
+
+/// How `a` lies relative to `b` as the judge sees it (`above and to the left of`), or
+/// `None` when no GenEval relation holds.
+pub(super) fn relation_phrase(a: &Object, b: &Object) -> Option<String> {
+    let rels = relative_position(
+        &a.bbox(DEFAULT_SIZE),
+        &b.bbox(DEFAULT_SIZE),
+        POSITION_MARGIN,
+    );
+    let word = |r: Relation| match r {
+        Relation::LeftOf => "to the left of",
+        Relation::RightOf => "to the right of",
+        Relation::Above => "above",
+        Relation::Below => "below",
+    };
+    let vertical = rels
+        .iter()
+        .find(|r| matches!(r, Relation::Above | Relation::Below));
+    let horizontal = rels
+        .iter()
+        .find(|r| matches!(r, Relation::LeftOf | Relation::RightOf));
+    match (vertical, horizontal) {
+        (Some(&v), Some(&h)) => Some(format!("{} and {}", word(v), word(h))),
+        (Some(&r), None) | (None, Some(&r)) => Some(word(r).to_owned()),
+        (None, None) => None,
+    }
+}
+
+/// The first letter in upper case.
+pub(super) fn capitalize(s: &str) -> String {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}

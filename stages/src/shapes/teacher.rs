@@ -1,0 +1,92 @@
+//! `shapes.teacher`: the exact teacher, standing in for the captioning LLM. For each
+//! scene it writes the rationale (detailed caption) and the augmented prompts, as a
+//! `rationale` table like the LLM tasks write, so that shapes data and real data flow
+//! through the same downstream stages.
+
+use datasets::shapes::{Scene, augmented_prompts, detailed_caption};
+use datasets::table::{ShardOptions, ShardWriter, TableReader};
+use pipeline::{
+    Arity, ArtifactKind, ArtifactType, Digest, InputSpec, Output, OutputDecl, Stage, StageContext,
+    StageError,
+};
+use schemars::JsonSchema;
+use schemas::rationale::Rationale;
+use schemas::source_image::SourceImage;
+use schemas::{Provenance, Row};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Config of `shapes.teacher` (none: the teacher is exact).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TeacherConfig {}
+
+pub struct ShapesTeacher;
+
+/// The teacher's version, recorded in provenance like an LLM template's.
+const TEMPLATE_VERSION: u32 = 1;
+
+fn rationale(row: &SourceImage) -> Result<Rationale, StageError> {
+    let meta: serde_json::Value =
+        serde_json::from_str(row.metadata.as_deref().unwrap_or("null"))
+            .map_err(|e| StageError::msg(format!("row `{}`: metadata: {e}", row.id)))?;
+    let scene = Scene::from_json(&meta["scene"])
+        .map_err(|e| StageError::msg(format!("row `{}`: {e}", row.id)))?;
+    Ok(Rationale {
+        id: row.id.clone(),
+        brief_caption: row.caption.clone(),
+        detailed_caption: detailed_caption(&scene),
+        augmented_prompts: Some(augmented_prompts(&scene)),
+        provenance: vec![Provenance {
+            task: "caption".into(),
+            model: "shapes-teacher".into(),
+            template: "exact".into(),
+            template_version: TEMPLATE_VERSION,
+            request_key: Digest::of_json(&meta["scene"]).to_hex(),
+        }],
+    })
+}
+
+impl Stage for ShapesTeacher {
+    type Config = TeacherConfig;
+    const KIND: &'static str = "shapes.teacher";
+    const VERSION: u32 = 1;
+    const DOC: &'static str =
+        "The exact teacher: rationales (detailed captions) and augmented prompts of shapes scenes.";
+    const INPUTS: &'static [InputSpec] = &[InputSpec {
+        name: "scenes",
+        kinds: &[ArtifactKind::Table],
+        schema: Some("source_image"),
+        arity: Arity::One,
+        doc: "scenes from shapes.scenes (their metadata holds the scene graphs)",
+    }];
+    const OUTPUT: OutputDecl = OutputDecl::Fixed(ArtifactType::table("rationale"));
+
+    async fn run(&self, _config: TeacherConfig, ctx: StageContext) -> Result<Output, StageError> {
+        let scenes = ctx.input("scenes")?.clone();
+        tokio::task::spawn_blocking(move || {
+            let reader = TableReader::open(&scenes.dir)?;
+            ctx.progress.set_total(reader.row_count()?, "scenes");
+            let mut writer = ShardWriter::new(
+                &ctx.out_dir,
+                Arc::new(Rationale::SCHEMA.arrow_schema()),
+                ShardOptions::default(),
+            );
+            for rows in reader.rows::<SourceImage>()? {
+                ctx.check_cancelled()?;
+                let rows = rows?;
+                let out = rows.iter().map(rationale).collect::<Result<Vec<_>, _>>()?;
+                writer.write(&schemas::to_batch(&out)?)?;
+                ctx.progress.inc(rows.len() as u64);
+            }
+            let summary = writer.finish()?;
+            Ok(Output {
+                rows: Some(summary.rows),
+                schema: summary.schema_id.clone(),
+                meta: summary.meta(),
+            })
+        })
+        .await
+        .map_err(|e| StageError::msg(format!("teacher thread: {e}")))?
+    }
+}

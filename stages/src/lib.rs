@@ -5,6 +5,7 @@
 //! adds them all to a registry.
 
 pub mod command;
+pub mod llm;
 pub mod pair;
 pub mod release_export;
 pub mod shapes;
@@ -23,4 +24,5 @@ pub fn register(registry: &mut Registry) {
     registry.register(pair::PairSft);
     sources::register(registry);
     shapes::register(registry);
+    llm::register(registry);
 }

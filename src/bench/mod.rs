@@ -3,6 +3,7 @@
 
 mod dag;
 mod memo;
+mod tables;
 
 use anyhow::Result;
 use std::process::ExitCode;
@@ -13,12 +14,15 @@ pub enum BenchCommand {
     Memo(memo::MemoBenchArgs),
     /// The engine: a recipe of N nodes over M rows; cold run, no-op re-run and plan.
     Dag(dag::DagBenchArgs),
+    /// Parquet tables: write and read N rows with images, beside pyarrow.
+    Tables(tables::TablesBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
     match cmd {
         BenchCommand::Memo(a) => memo::run(a),
         BenchCommand::Dag(a) => dag::run(a),
+        BenchCommand::Tables(a) => tables::run(a),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod dag;
 mod memo;
+mod patch_vq;
 mod tables;
 
 use anyhow::Result;
@@ -16,6 +17,8 @@ pub enum BenchCommand {
     Dag(dag::DagBenchArgs),
     /// Parquet tables: write and read N rows with images, beside pyarrow.
     Tables(tables::TablesBenchArgs),
+    /// The patch VQ: PSNR and judge accuracy on reconstructions per patch/codebook size.
+    PatchVq(patch_vq::PatchVqBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
@@ -23,6 +26,7 @@ pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
         BenchCommand::Memo(a) => memo::run(a),
         BenchCommand::Dag(a) => dag::run(a),
         BenchCommand::Tables(a) => tables::run(a),
+        BenchCommand::PatchVq(a) => patch_vq::run(a),
     }
 }
 

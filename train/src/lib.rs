@@ -4,5 +4,6 @@
 
 pub mod janus;
 pub mod patch_vq;
+pub mod patch_vq_eval;
 pub mod stages;
 pub mod tokenizer;

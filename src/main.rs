@@ -2,8 +2,10 @@
 //! opens the store, and prints what the engine returns.
 
 mod bench;
+mod convert;
 mod docs;
 mod export;
+mod generate;
 mod inspect;
 mod maintain;
 mod run;
@@ -57,6 +59,10 @@ enum Command {
     Schema,
     /// Write a commented starter recipe.
     Init(docs::InitArgs),
+    /// Generate rationales and images for prompts with a Janus-Pro model, into a folder.
+    Generate(generate::GenerateArgs),
+    /// Convert a PyTorch `.bin` Janus-Pro checkpoint to safetensors (same layout).
+    Convert(convert::ConvertArgs),
     /// Benchmarks that print figures (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -67,6 +73,7 @@ pub fn registry() -> Registry {
     let mut r = Registry::new();
     stages::register(&mut r);
     train::stages::register(&mut r);
+    eval::register(&mut r);
     r
 }
 
@@ -88,6 +95,8 @@ fn main() -> ExitCode {
         Command::Stages(args) => docs::stages(args),
         Command::Schema => docs::schema(),
         Command::Init(args) => docs::init(args),
+        Command::Generate(args) => generate::generate(cli.quiet, args),
+        Command::Convert(args) => convert::convert(cli.quiet, args),
         Command::Bench(b) => bench::run(b),
     };
     match result {

@@ -1,6 +1,13 @@
-//! Benchmark stages: GenEval, DPG-Bench and T2I-CompBench generation in their official
-//! layouts, scoring (official evaluators as command nodes, substitute judges labelled
-//! as such, the exact shapes judge), summaries and reports.
-//!
-//! Empty until the evaluation issues land; the crate exists so that the workspace has
-//! its final shape and dependencies point the right way from the start.
+//! Evaluation: benchmark stages that score generated images and summarise them. Now the
+//! shapes world's GenEval (`eval.shapes_geneval`, exact judge); GenEval, DPG-Bench and
+//! T2I-CompBench in their official layouts as they land.
+
+pub mod bootstrap;
+pub mod shapes_geneval;
+
+use pipeline::Registry;
+
+/// Add every evaluation stage to `registry`.
+pub fn register(registry: &mut Registry) {
+    registry.register(shapes_geneval::ShapesGenEval);
+}

@@ -122,6 +122,13 @@ impl StageContext {
         Ok(memo)
     }
 
+    /// The same memo as [`Self::memo`], without counting its lookups in the node's
+    /// counters: for reading back records the stage has already counted (a second pass
+    /// over its rows) or bookkeeping records that are not work done.
+    pub fn memo_uncounted(&self, namespace: &str) -> Result<Memo, StageError> {
+        Ok(self.store.memo(namespace)?)
+    }
+
     /// Add `n` to the node counter `name` (shown by `status`, kept in the lineage).
     pub fn count(&self, name: &str, n: u64) {
         *self
@@ -142,10 +149,27 @@ impl StageContext {
         });
     }
 
-    /// Remove secrets (values of secret-looking environment variables) from a text
-    /// before it goes anywhere a person or a file will see it.
+    /// Remove secrets (values of secret-looking environment variables, and those added
+    /// with [`Self::add_secret`]) from a text before it goes anywhere a person or a file
+    /// will see it.
     pub fn redact(&self, text: &str) -> String {
         self.events.redact(text)
+    }
+
+    /// Treat `value` as a secret for the rest of the run (events, console, logs, and
+    /// [`Self::redact`]): for a key read from a variable whose name does not look
+    /// secret. Values shorter than 8 characters are ignored.
+    pub fn add_secret(&self, value: &str) {
+        self.events.add_secret(value);
+    }
+
+    /// Write the node's counters so far to the event stream (`node_counters`), for
+    /// stages whose totals matter even if they fail (requests, tokens, spend).
+    pub fn emit_counters(&self) {
+        self.events.emit(Event::NodeCounters {
+            node: self.node.clone(),
+            counters: self.tally.snapshot(),
+        });
     }
 
     /// A path from the config, resolved against the recipe folder.

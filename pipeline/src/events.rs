@@ -3,7 +3,8 @@
 //!
 //! Secrets never enter it: every line passes through a redactor that replaces the
 //! values of secret-looking environment variables (names containing KEY, TOKEN, SECRET,
-//! PASSWORD or CREDENTIAL) with `***`.
+//! PASSWORD or CREDENTIAL), and any value a stage registers at run time (an API key
+//! read from a variable the config names), with `***`.
 
 use crate::digest::Digest;
 use serde::{Deserialize, Serialize};
@@ -11,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Something that happened in a run.
@@ -70,6 +71,12 @@ pub enum Event {
     NodeSkipped {
         node: String,
         reason: String,
+    },
+    /// A running node's counters so far (stages that spend money report them as they
+    /// go, so that a node that fails still leaves its totals in the stream).
+    NodeCounters {
+        node: String,
+        counters: BTreeMap<String, u64>,
     },
     /// A stage's own log line.
     Message {
@@ -168,31 +175,53 @@ impl EventSink {
     pub fn redact(&self, text: &str) -> String {
         self.redactor.redact(text)
     }
+
+    /// Treat `secret` as a secret from now on, in every clone of this sink.
+    pub fn add_secret(&self, secret: &str) {
+        self.redactor.add(secret);
+    }
 }
 
 /// Replaces secret values with `***`.
 #[derive(Default)]
 pub struct Redactor {
-    secrets: Vec<String>,
+    /// Longest first, so a secret containing another is replaced whole.
+    secrets: RwLock<Vec<String>>,
 }
+
+/// Values shorter than this are not treated as secrets (they would shred ordinary text:
+/// local servers take placeholder keys such as `EMPTY`).
+const MIN_SECRET_LEN: usize = 8;
 
 impl Redactor {
     /// Secrets are the values (8+ characters) of environment variables whose names
     /// look secret.
     pub fn from_env() -> Self {
-        let mut secrets: Vec<String> = std::env::vars()
-            .filter(|(name, value)| is_secret_name(name) && value.len() >= 8)
-            .map(|(_, value)| value)
-            .collect();
-        // Longest first, so a secret containing another is replaced whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets.dedup();
-        Redactor { secrets }
+        let redactor = Redactor::default();
+        for (name, value) in std::env::vars() {
+            if is_secret_name(&name) {
+                redactor.add(&value);
+            }
+        }
+        redactor
+    }
+
+    /// Add a secret value (ignored if shorter than 8 characters).
+    pub fn add(&self, secret: &str) {
+        if secret.len() < MIN_SECRET_LEN {
+            return;
+        }
+        let mut secrets = self.secrets.write().unwrap_or_else(|p| p.into_inner());
+        if !secrets.iter().any(|s| s == secret) {
+            secrets.push(secret.to_string());
+            secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        }
     }
 
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();
-        for s in &self.secrets {
+        let secrets = self.secrets.read().unwrap_or_else(|p| p.into_inner());
+        for s in secrets.iter() {
             if out.contains(s.as_str()) {
                 out = out.replace(s.as_str(), "***");
             }
@@ -230,10 +259,10 @@ mod tests {
 
     #[test]
     fn redactor_replaces_plain_and_json_escaped_secrets() {
-        let r = Redactor {
-            secrets: vec!["sk-abc\"123456".into()],
-        };
-        assert_eq!(r.redact("key=sk-abc\"123456!"), "key=***!");
+        let r = Redactor::default();
+        r.add("sk-abc\"123456");
+        r.add("short");
+        assert_eq!(r.redact("key=sk-abc\"123456! short"), "key=***! short");
         let json = serde_json::to_string("auth sk-abc\"123456").unwrap();
         assert_eq!(r.redact(&json), "\"auth ***\"");
         assert!(is_secret_name("OPENAI_API_KEY"));

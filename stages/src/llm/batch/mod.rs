@@ -1,0 +1,356 @@
+//! The batch executor: the same stage through the OpenAI Batch API.
+//!
+//! Requests the memo cannot answer are written into batch files (up to
+//! `batch.max_requests` requests and `batch.max_bytes` bytes each), uploaded and
+//! submitted; the moment a batch exists, the memo records, for each of its requests,
+//! the batch id (namespace `llm.batch`). A restarted run finds those records and polls
+//! the batches it already paid for instead of submitting again; a batch the server no
+//! longer knows is submitted anew. Finished batches are read line by line: answers are
+//! validated as online answers are and committed to the memo; requests that expired,
+//! failed transiently or answered invalidly go into the next batch file, up to
+//! `batch.max_rounds` submissions each; the rest become failures.
+//!
+//! The budget is checked before each submission. A crash between creating a batch and
+//! recording it (a few milliseconds) would submit that batch again on restart.
+
+pub mod api;
+mod results;
+mod spool;
+
+use super::config::BatchConfig;
+use super::errors::{Disposition, ErrorClass};
+use super::failure::{Collected, Failure};
+use super::reader::Job;
+use super::shared::Shared;
+use api::{Api, BatchObject};
+use pipeline::memo::Memo;
+use pipeline::{Digest, StageError};
+use serde::{Deserialize, Serialize};
+use spool::Spool;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Memo namespace of submitted requests: request key → batch id.
+pub const PENDING_NAMESPACE: &str = "llm.batch";
+
+#[derive(Serialize, Deserialize)]
+struct Pending {
+    batch: String,
+}
+
+/// A batch being waited for.
+struct Open {
+    /// Its input file, if this run wrote it (else it is downloaded when needed).
+    input: Option<PathBuf>,
+    /// The requests this run needs from it; `None`: all (this run submitted it).
+    wanted: Option<HashSet<Digest>>,
+    status: String,
+}
+
+struct Run<'a> {
+    shared: &'a Shared,
+    api: Api<'a>,
+    config: &'a BatchConfig,
+    scratch: &'a Path,
+    pending: Memo,
+    open: BTreeMap<String, Open>,
+    /// Batches recorded in the memo that the server no longer knows.
+    gone: HashSet<String>,
+    spool: Spool,
+    /// Submissions so far of requests submitted more than once.
+    submissions: HashMap<Digest, u32>,
+    files: u32,
+    collected: Collected,
+}
+
+/// Resolve every job through the Batch API.
+pub async fn collect(
+    shared: Arc<Shared>,
+    mut jobs: mpsc::Receiver<Job>,
+    config: &BatchConfig,
+    scratch: &Path,
+) -> Result<Collected, StageError> {
+    let mut run = Run {
+        shared: &shared,
+        api: Api::new(&shared.client, shared.backoff, shared.limits.max_attempts),
+        config,
+        scratch,
+        pending: shared.ctx.memo_uncounted(PENDING_NAMESPACE)?,
+        open: BTreeMap::new(),
+        gone: HashSet::new(),
+        spool: Spool::new(&config.endpoint),
+        submissions: HashMap::new(),
+        files: 0,
+        collected: Collected::default(),
+    };
+    while let Some(job) = jobs.recv().await {
+        run.admit(job).await?;
+    }
+    run.submit().await?;
+    run.wait().await?;
+    run.collected.stop = shared.gate.stopped();
+    Ok(run.collected)
+}
+
+impl Run<'_> {
+    fn resolved(&self) {
+        self.shared.ctx.progress.inc(1);
+    }
+
+    fn fail(&mut self, key: Digest, failure: Failure) {
+        self.shared.ledger.failed();
+        self.collected.failures.insert(key, failure);
+        self.resolved();
+    }
+
+    async fn admit(&mut self, job: Job) -> Result<(), StageError> {
+        let key = job.key;
+        let request = match job.request {
+            Ok(r) => r,
+            Err(why) => {
+                self.fail(key, Failure::new(ErrorClass::BadInput, why));
+                return Ok(());
+            }
+        };
+        if self.collected.failures.contains_key(&key) || self.spool.contains(&key) {
+            self.shared.ledger.duplicate();
+            self.resolved();
+            return Ok(());
+        }
+        if self.shared.lookup(&key)?.is_some() {
+            self.shared.ledger.hit();
+            self.resolved();
+            return Ok(());
+        }
+        if let Some(p) = self.pending.get_json::<Pending>(&key)?
+            && !self.gone.contains(&p.batch)
+        {
+            match self.open.get_mut(&p.batch) {
+                Some(open) => match &mut open.wanted {
+                    Some(wanted) => {
+                        wanted.insert(key);
+                    }
+                    None => {
+                        self.shared.ledger.duplicate();
+                        self.resolved();
+                    }
+                },
+                None => match self.api.get(&p.batch).await? {
+                    Some(batch) => {
+                        self.shared.log(format!(
+                            "resuming batch {} ({}), submitted by an earlier run",
+                            batch.id, batch.status
+                        ));
+                        self.open.insert(
+                            batch.id,
+                            Open {
+                                input: None,
+                                wanted: Some(HashSet::from([key])),
+                                status: batch.status,
+                            },
+                        );
+                    }
+                    None => {
+                        self.shared.log(format!(
+                            "batch {} recorded by an earlier run is unknown to the server: its requests are submitted again",
+                            p.batch
+                        ));
+                        self.gone.insert(p.batch);
+                        self.add(key, &request.body).await?;
+                    }
+                },
+            }
+            return Ok(());
+        }
+        self.add(key, &request.body).await
+    }
+
+    /// Put a request into the current batch file, submitting it first if full.
+    async fn add(&mut self, key: Digest, body: &[u8]) -> Result<(), StageError> {
+        let full = self.spool.len() >= self.config.max_requests as usize
+            || self.spool.size() + self.spool.line_len(body.len()) > self.config.max_bytes;
+        if full && !self.spool.is_empty() {
+            self.submit().await?;
+        }
+        self.spool.push(key, body)
+    }
+
+    /// Upload and submit the current batch file, and record its requests.
+    async fn submit(&mut self) -> Result<(), StageError> {
+        if self.spool.is_empty() {
+            return Ok(());
+        }
+        if let Some(why) = self
+            .shared
+            .gate
+            .stopped()
+            .or_else(|| self.shared.ledger.over_budget())
+        {
+            self.shared.gate.stop(why);
+            self.spool.take();
+            return Ok(());
+        }
+        let (content, keys) = self.spool.take();
+        self.files += 1;
+        let name = format!("batch-{:04}.jsonl", self.files);
+        let path = self.scratch.join(&name);
+        std::fs::write(&path, &content).map_err(|e| StageError::from(e).context(path.display()))?;
+        let file = self.api.upload(&name, &content).await?;
+        let batch = self
+            .api
+            .create(&file, &self.config.endpoint, &self.config.completion_window)
+            .await?;
+        let record = serde_json::to_vec(&Pending {
+            batch: batch.id.clone(),
+        })
+        .expect("records serialise");
+        self.pending
+            .put_many(keys.iter().map(|k| (k, record.as_slice())))?;
+        for k in &keys {
+            self.shared.ledger.sending(self.submissions.contains_key(k));
+        }
+        self.shared.log(format!(
+            "submitted batch {} ({} requests, {} bytes, file {file})",
+            batch.id,
+            keys.len(),
+            content.len()
+        ));
+        self.open.insert(
+            batch.id,
+            Open {
+                input: Some(path),
+                wanted: None,
+                status: batch.status,
+            },
+        );
+        Ok(())
+    }
+
+    /// Poll the open batches until every one is finished and nothing is left to submit.
+    async fn wait(&mut self) -> Result<(), StageError> {
+        let poll = Duration::from_secs_f64(self.config.poll_secs);
+        loop {
+            if self.open.is_empty() {
+                if self.spool.is_empty() || self.shared.gate.stopped().is_some() {
+                    return Ok(());
+                }
+                self.submit().await?;
+                continue;
+            }
+            tokio::time::sleep(poll).await;
+            let ids: Vec<String> = self.open.keys().cloned().collect();
+            for id in ids {
+                let batch = self.api.get(&id).await?.ok_or_else(|| {
+                    StageError::msg(format!(
+                        "batch {id} disappeared from the server while running"
+                    ))
+                })?;
+                let open = self.open.get_mut(&id).expect("listed above");
+                if open.status != batch.status {
+                    self.shared.log(format!(
+                        "batch {id}: {}{}",
+                        batch.status,
+                        batch
+                            .request_counts
+                            .as_ref()
+                            .map(|c| format!(" {c}"))
+                            .unwrap_or_default()
+                    ));
+                    open.status = batch.status.clone();
+                }
+                if batch.is_finished() {
+                    let open = self.open.remove(&id).expect("listed above");
+                    self.finish(&batch, open).await?;
+                }
+            }
+            self.submit().await?;
+        }
+    }
+
+    /// Read a finished batch: answers in, problems retried or failed.
+    async fn finish(&mut self, batch: &BatchObject, mut open: Open) -> Result<(), StageError> {
+        if let Some(errors) = &batch.errors {
+            self.shared.log(format!(
+                "batch {} ended {}: {errors}",
+                batch.id, batch.status
+            ));
+        }
+        let mut outcomes =
+            results::read_results(&self.api, self.shared, batch, self.scratch).await?;
+        let input = match open.input {
+            Some(path) => path,
+            None => {
+                let path = self.scratch.join(format!("{}.jsonl", batch.input_file_id));
+                self.api.download(&batch.input_file_id, &path).await?;
+                path
+            }
+        };
+        for request in results::input_requests(&input)? {
+            let (key, body) = request?;
+            match &mut open.wanted {
+                Some(wanted) => {
+                    if !wanted.remove(&key) {
+                        continue;
+                    }
+                }
+                None => self.shared.ledger.returned(),
+            }
+            if outcomes.answered.contains(&key) {
+                self.shared.ledger.answered();
+                self.resolved();
+                continue;
+            }
+            let problem = outcomes.problems.remove(&key);
+            let (class, message, raw) = match problem {
+                Some(p) => (p.class, p.message, p.raw),
+                None => (
+                    if batch.status == "expired" {
+                        ErrorClass::Timeout
+                    } else {
+                        ErrorClass::Server
+                    },
+                    format!(
+                        "batch {} ended {} without a result for this request",
+                        batch.id, batch.status
+                    ),
+                    None,
+                ),
+            };
+            let submitted = self.submissions.get(&key).copied().unwrap_or(1);
+            let again = matches!(
+                class.disposition(),
+                Disposition::Retry | Disposition::Invalid
+            ) && submitted < self.config.max_rounds;
+            if class.disposition() == Disposition::Fatal {
+                self.shared
+                    .gate
+                    .stop(format!("{message}; the stage stopped submitting"));
+            }
+            if again && self.shared.gate.stopped().is_none() {
+                self.submissions.insert(key, submitted + 1);
+                self.add(key, &body).await?;
+            } else {
+                self.fail(
+                    key,
+                    Failure {
+                        class,
+                        message: format!("{message} (after {submitted} submissions)"),
+                        raw,
+                        attempts: submitted,
+                        spend: Default::default(),
+                    },
+                );
+            }
+        }
+        for key in open.wanted.into_iter().flatten() {
+            let message = format!("batch {} has no request {}", batch.id, key.short());
+            self.fail(key, Failure::new(ErrorClass::Server, message));
+        }
+        let _ = std::fs::remove_file(&input);
+        self.shared.ledger.publish(&self.shared.ctx);
+        Ok(())
+    }
+}

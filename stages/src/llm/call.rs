@@ -1,0 +1,165 @@
+//! One request, online, until it has an answer in the memo or has failed for good.
+//!
+//! Every attempt passes the gate, is counted and charged, and its outcome goes back to
+//! the gate (breaker, learned limits, token corrections). Transient errors back off
+//! (honouring `Retry-After`, which also pauses everyone) up to `limits.max_attempts`;
+//! invalid answers are sent again up to `limits.max_invalid`; errors that cannot
+//! succeed fail the row at once; fatal ones (wrong key, wrong model, no quota) stop
+//! the stage from sending anything more. An answer counts as done only once the memo
+//! has committed it.
+
+use super::answer::{Answer, Spend, check};
+use super::backoff::Rng;
+use super::breaker::Change;
+use super::client::{CallError, RAW_LIMIT};
+use super::errors::{Disposition, ErrorClass, truncate};
+use super::failure::Failure;
+use super::gate::Finish;
+use super::request::Request;
+use super::shared::Shared;
+use pipeline::{Digest, StageError};
+
+/// Send `request` (key `key`) until answered (`Ok(None)`) or failed.
+pub async fn call(
+    shared: &Shared,
+    key: Digest,
+    request: &Request,
+) -> Result<Option<Failure>, StageError> {
+    let key_bits = u64::from_le_bytes(key.as_bytes()[..8].try_into().expect("8 bytes"));
+    let mut rng = Rng::new(shared.ctx.seed ^ key_bits);
+    let mut attempts = 0u32;
+    let mut transient = 0u32;
+    let mut invalid = 0u32;
+    let mut spent = Spend::default();
+    let mut last: Option<CallError> = None;
+    loop {
+        if let Some(why) = shared.ledger.over_budget() {
+            shared.gate.stop(why);
+        }
+        let ticket = match shared.gate.acquire(request.est_in, request.est_out).await {
+            Ok(t) => t,
+            Err(why) => {
+                let message = match &last {
+                    Some(e) => format!("not sent again ({why}); last attempt: {}", e.message),
+                    None => format!("not sent: {why}"),
+                };
+                return Ok(Some(Failure {
+                    class: ErrorClass::NotSent,
+                    message,
+                    raw: last.and_then(|e| e.raw),
+                    attempts,
+                    spend: spent,
+                }));
+            }
+        };
+        attempts += 1;
+        shared.ledger.sending(attempts > 1);
+        let result = shared.client.chat(request.body.clone()).await;
+        shared.ledger.returned();
+        let (healthy, headers, usage) = match &result {
+            Ok(r) => (true, &r.headers, r.usage),
+            Err(e) => (!e.class.is_unhealthy(), &*e.headers, None),
+        };
+        let change = shared.gate.finish(
+            ticket,
+            Finish {
+                healthy,
+                headers,
+                usage,
+            },
+        );
+        if let Some(change) = change {
+            let last = result.as_ref().err().map_or("", |e| e.message.as_str());
+            breaker_changed(shared, change, last);
+        }
+        let error = match result {
+            Ok(reply) => {
+                let (tin, tout) = reply.usage.unwrap_or_else(|| {
+                    let out = reply.content.as_ref().map_or(0, |c| c.len() as u64 / 4);
+                    (request.est_in, out)
+                });
+                let spend = shared.ledger.charge(tin, tout);
+                spent += spend;
+                match check(&reply, &shared.expect) {
+                    Ok(content) => {
+                        let value = serde_json::to_vec(&Answer { content, spend })
+                            .expect("answers serialise");
+                        shared.writer.put(key, value).await?;
+                        shared.ledger.answered();
+                        return Ok(None);
+                    }
+                    Err((class, message)) => CallError {
+                        class,
+                        message,
+                        raw: reply.content.as_deref().map(|c| truncate(c, RAW_LIMIT)),
+                        headers: Box::new(reply.headers),
+                    },
+                }
+            }
+            Err(e) => e,
+        };
+        shared.ledger.error(error.class);
+        let give_up = match error.class.disposition() {
+            Disposition::Retry => {
+                transient += 1;
+                transient >= shared.limits.max_attempts
+            }
+            Disposition::Invalid => {
+                invalid += 1;
+                invalid >= shared.limits.max_invalid
+            }
+            Disposition::Permanent => true,
+            Disposition::Fatal => {
+                shared.gate.stop(format!(
+                    "{} ({}); nothing else can succeed, so the stage stopped sending",
+                    error.message,
+                    error.class.as_str()
+                ));
+                true
+            }
+        };
+        if give_up {
+            let message = match error.class.disposition() {
+                Disposition::Retry => format!("{} (after {attempts} attempts)", error.message),
+                Disposition::Invalid => format!("{} ({invalid} invalid answers)", error.message),
+                _ => error.message,
+            };
+            return Ok(Some(Failure {
+                class: error.class,
+                message,
+                raw: error.raw,
+                attempts,
+                spend: spent,
+            }));
+        }
+        if error.class.disposition() == Disposition::Retry {
+            let retry_after = error.headers.retry_after;
+            let delay = shared.backoff.delay(transient, retry_after, &mut rng);
+            if retry_after.is_some() {
+                shared.gate.pause(delay);
+            }
+            tokio::time::sleep(delay).await;
+        }
+        last = Some(error);
+    }
+}
+
+fn breaker_changed(shared: &Shared, change: Change, last_error: &str) {
+    match change {
+        Change::Tripped { failed, of, pause } => {
+            let why = if of == 0 {
+                "the probe failed".to_string()
+            } else {
+                format!("{failed} of the last {of} attempts failed")
+            };
+            shared.log(format!(
+                "circuit breaker open: {why} (last: {last_error}); sending nothing for {:.1} s",
+                pause.as_secs_f64()
+            ))
+        }
+        Change::Closed => shared.log("circuit breaker closed: the server answers again"),
+        Change::GaveUp { trips } => shared.gate.stop(format!(
+            "the circuit breaker gave up after {trips} trips in a row (last error: {last_error})"
+        )),
+    }
+}

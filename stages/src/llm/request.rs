@@ -1,0 +1,204 @@
+//! Rows into chat-completion requests, and each request's key.
+//!
+//! The body is what the server receives: model, messages (system and user, an image as
+//! a `data:` URL for VLM tasks), sampling parameters and, for JSON tasks in
+//! `json_schema`/`json_object` mode, `response_format`. The request key is
+//! `sha256(canonical JSON of {base_url, body, template, template_version, expect})`
+//! (`pipeline::Digest::of_json`): everything that shapes the answer, and nothing else,
+//! so the key never holds the API key or a header, and a rerun, a resumed run or an
+//! edited table finds every answer it has already paid for.
+
+use super::answer::Expect;
+use super::config::{LlmConfig, Structured};
+use super::task::Task;
+use super::template::Template;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use pipeline::Digest;
+use serde_json::{Map, Value, json};
+
+/// Tokens assumed for an image before the server reports usage.
+const IMAGE_TOKENS: u64 = 1000;
+/// Output tokens assumed when `max_tokens` is not set.
+const OUTPUT_TOKENS: u64 = 512;
+
+/// A request ready to send.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// The JSON body.
+    pub body: Vec<u8>,
+    /// Token estimates for the rate limits, corrected by the answer's usage.
+    pub est_in: u64,
+    pub est_out: u64,
+}
+
+/// What all requests of a node share.
+pub struct Shape {
+    base_url: String,
+    model: String,
+    params: Map<String, Value>,
+    response_format: Option<Value>,
+    expect: Expect,
+    template: Template,
+    est_out: u64,
+}
+
+impl Shape {
+    pub fn new<T: Task>(config: &LlmConfig) -> Result<Shape, String> {
+        let s = &config.sampling;
+        let mut params = Map::new();
+        let mut put = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                params.insert(k.to_string(), v);
+            }
+        };
+        put("temperature", s.temperature.map(Value::from));
+        put("top_p", s.top_p.map(Value::from));
+        put("max_tokens", s.max_tokens.map(Value::from));
+        put("seed", s.seed.map(Value::from));
+        for (k, v) in &s.extra {
+            if matches!(
+                k.as_str(),
+                "model" | "messages" | "response_format" | "stream"
+            ) {
+                return Err(format!("sampling.extra.{k}: the stage sets `{k}` itself"));
+            }
+            params.insert(k.clone(), v.clone());
+        }
+        let schema = T::schema();
+        let response_format = match (&schema, config.structured.unwrap_or(Structured::JsonSchema)) {
+            (None, _) | (Some(_), Structured::Prompt) => None,
+            (Some(_), Structured::JsonObject) => Some(json!({"type": "json_object"})),
+            (Some(schema), Structured::JsonSchema) => Some(json!({
+                "type": "json_schema",
+                "json_schema": {"name": T::NAME, "strict": true, "schema": schema},
+            })),
+        };
+        Ok(Shape {
+            base_url: config.endpoint.base_url.trim_end_matches('/').to_string(),
+            model: config.endpoint.model.clone(),
+            params,
+            response_format,
+            expect: schema.map_or(Expect::Text, Expect::Json),
+            template: Template::new(&T::TEMPLATE, &config.template, T::SLOTS)?,
+            est_out: s.max_tokens.map_or(OUTPUT_TOKENS, u64::from),
+        })
+    }
+
+    pub fn expect(&self) -> &Expect {
+        &self.expect
+    }
+
+    pub fn template(&self) -> &Template {
+        &self.template
+    }
+
+    /// The key and request of a row (`Err`: why the row cannot be sent; its key is then
+    /// derived from the task and the row id).
+    pub fn build<T: Task>(&self, row: &T::Input) -> (Digest, Result<Request, String>) {
+        let image = match T::image(row) {
+            Ok(image) => image,
+            Err(why) => {
+                return (
+                    Digest::of_json(&("bad_input", T::KIND, T::id(row))),
+                    Err(why),
+                );
+            }
+        };
+        let image_url = match image.map(data_url).transpose() {
+            Ok(url) => url,
+            Err(why) => {
+                return (
+                    Digest::of_json(&("bad_input", T::KIND, T::id(row))),
+                    Err(why),
+                );
+            }
+        };
+        let fill = |slot: &str| T::fill(row, slot);
+        let system = self.template.system(fill);
+        let user = self.template.user(fill);
+        let est_in = (system.len() + user.len()) as u64 / 4
+            + 1
+            + if image_url.is_some() { IMAGE_TOKENS } else { 0 };
+        let mut messages = Vec::with_capacity(2);
+        if !system.is_empty() {
+            messages.push(json!({"role": "system", "content": system}));
+        }
+        let user = match image_url {
+            None => Value::String(user),
+            Some(url) => json!([
+                {"type": "text", "text": user},
+                {"type": "image_url", "image_url": {"url": url}},
+            ]),
+        };
+        messages.push(json!({"role": "user", "content": user}));
+        let mut body = self.params.clone();
+        body.insert("model".into(), Value::String(self.model.clone()));
+        body.insert("messages".into(), Value::Array(messages));
+        if let Some(rf) = &self.response_format {
+            body.insert("response_format".into(), rf.clone());
+        }
+        let body = Value::Object(body);
+        let bytes = serde_json::to_vec(&body).expect("JSON values serialise");
+        let schema = match &self.expect {
+            Expect::Text => &Value::Null,
+            Expect::Json(s) => s,
+        };
+        let key = Digest::of_json(&json!({
+            "base_url": self.base_url,
+            "body": body,
+            "template": self.template.name,
+            "template_version": self.template.version,
+            "expect": schema,
+        }));
+        (
+            key,
+            Ok(Request {
+                body: bytes,
+                est_in,
+                est_out: self.est_out,
+            }),
+        )
+    }
+}
+
+/// An image as a `data:` URL, its type sniffed from its first bytes.
+fn data_url(bytes: &[u8]) -> Result<String, String> {
+    let mime = if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        "image/png"
+    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        "image/jpeg"
+    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+        "image/gif"
+    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        "image/webp"
+    } else {
+        return Err("the image is not PNG, JPEG, GIF or WebP (the formats chat APIs take)".into());
+    };
+    Ok(format!("data:{mime};base64,{}", STANDARD.encode(bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_types_are_sniffed() {
+        assert!(
+            data_url(b"\x89PNG\r\n\x1a\nrest")
+                .unwrap()
+                .starts_with("data:image/png;base64,")
+        );
+        assert!(
+            data_url(&[0xFF, 0xD8, 0xFF, 0xE0])
+                .unwrap()
+                .starts_with("data:image/jpeg;")
+        );
+        assert!(
+            data_url(b"RIFF\0\0\0\0WEBPVP8 ")
+                .unwrap()
+                .starts_with("data:image/webp;")
+        );
+        assert!(data_url(b"BM....").is_err());
+    }
+}

@@ -4,6 +4,7 @@
 //! Nothing here knows about the engine's store or scheduler: functions take folders
 //! and files and return data.
 
+pub mod images;
 pub mod release;
 pub mod shapes;
 pub mod table;

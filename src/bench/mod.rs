@@ -2,6 +2,7 @@
 //! and how to reproduce them.
 
 mod dag;
+mod images;
 mod memo;
 mod patch_vq;
 mod tables;
@@ -19,6 +20,9 @@ pub enum BenchCommand {
     Tables(tables::TablesBenchArgs),
     /// The patch VQ: PSNR and judge accuracy on reconstructions per patch/codebook size.
     PatchVq(patch_vq::PatchVqBenchArgs),
+    /// Image preparation: N photo-like images decoded, resized, encoded and written,
+    /// beside img2dataset.
+    Images(images::ImagesBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
@@ -27,6 +31,7 @@ pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
         BenchCommand::Dag(a) => dag::run(a),
         BenchCommand::Tables(a) => tables::run(a),
         BenchCommand::PatchVq(a) => patch_vq::run(a),
+        BenchCommand::Images(a) => images::run(a),
     }
 }
 

@@ -5,6 +5,7 @@
 //! adds them all to a registry.
 
 pub mod command;
+pub mod images;
 pub mod llm;
 pub mod pair;
 pub mod release_export;
@@ -23,6 +24,7 @@ pub fn register(registry: &mut Registry) {
     registry.register(release_export::ReleaseExport);
     registry.register(pair::PairSft);
     sources::register(registry);
+    images::register(registry);
     shapes::register(registry);
     llm::register(registry);
 }

@@ -1,0 +1,14 @@
+//! Image stages: [`prepare`] (`images.prepare`) turns source images into squares of the
+//! model's size and quarantines the bad ones; [`report`] (`report.dataset`) describes a
+//! paired dataset for a person: counts, rejects by reason, histograms and samples.
+
+pub mod prepare;
+pub mod report;
+
+use pipeline::Registry;
+
+/// Add the image stages to `registry`.
+pub fn register(registry: &mut Registry) {
+    registry.register(prepare::PrepareImages);
+    registry.register(report::DatasetReport);
+}

@@ -3,9 +3,10 @@
 //! node and what follows, and nothing else.
 //!
 //! Implementations: the patch VQ of the shapes world ([`crate::patch_vq`]); VQ-16 of
-//! Janus-Pro when it lands. A tokenizer is a model artifact whose `tokenizer.json`
-//! names its kind.
+//! Janus-Pro ([`crate::janus::vq16`]). A tokenizer is a model artifact whose
+//! `tokenizer.json` names its kind.
 
+use crate::janus::vq16::Vq16;
 use crate::patch_vq::PatchVq;
 use image::RgbImage;
 use std::path::Path;
@@ -20,6 +21,14 @@ pub trait ImageTokenizer: Send + Sync {
     /// Size of the code vocabulary.
     fn codebook_size(&self) -> u32;
     fn encode(&self, img: &RgbImage) -> Result<Vec<u16>, String>;
+    /// Images it encodes at once to best effect (1: batching gains nothing).
+    fn batch_size(&self) -> usize {
+        1
+    }
+    /// The codes of several images, in order.
+    fn encode_batch(&self, images: &[RgbImage]) -> Result<Vec<Vec<u16>>, String> {
+        images.iter().map(|img| self.encode(img)).collect()
+    }
     fn decode(&self, codes: &[u16]) -> Result<RgbImage, String>;
 }
 
@@ -52,8 +61,15 @@ pub fn load(dir: &Path) -> Result<Box<dyn ImageTokenizer>, String> {
         serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     match json["kind"].as_str() {
         Some("patch_vq") => Ok(Box::new(PatchVq::load(dir).map_err(|e| e.to_string())?)),
+        Some("vq16") => {
+            // A GPU when built with `cuda` and one is present (BF16), else the CPU (F32).
+            let device = candle_core::Device::cuda_if_available(0).map_err(|e| e.to_string())?;
+            Ok(Box::new(
+                Vq16::load(dir, &device).map_err(|e| e.to_string())?,
+            ))
+        }
         other => Err(format!(
-            "{}: unknown tokenizer kind {other:?} (known: patch_vq)",
+            "{}: unknown tokenizer kind {other:?} (known: patch_vq, vq16)",
             path.display()
         )),
     }

@@ -1,2 +1,30 @@
-//! Janus-Pro's generation path in candle: the language model (a Llama of our own),
-//! the image-generation heads, VQ-16, weight loading, the text tokenizer and generation.
+//! Janus-Pro's generation path in candle: the language model (a Llama of our own,
+//! [`llama`]) with its text head and the image-generation modules ([`model`]), VQ-16
+//! ([`vq16`]), weights in DeepSeek's and transformers' layouts ([`checkpoint`],
+//! [`keys`], [`convert`]), the config ([`config`]), the text tokenizer ([`text`]),
+//! sampling and generation with classifier-free guidance ([`sampling`],
+//! [`generate`]), and prompts to pictures ([`load`], [`draw`]).
+//!
+//! The reference is DeepSeek's `janus/models` and transformers' `models/janus`;
+//! `scripts/janus_parity.py` builds the fixtures the parity tests compare against.
+
+pub mod cache;
+pub mod checkpoint;
+pub mod config;
+pub mod convert;
+pub mod draw;
+pub mod error;
+pub mod generate;
+pub mod keys;
+pub mod llama;
+pub mod load;
+pub mod model;
+pub mod sampling;
+pub mod text;
+pub mod vq16;
+
+pub use cache::{KvCache, Padding};
+pub use config::{JanusConfig, LlamaConfig};
+pub use error::JanusError;
+pub use llama::Ops;
+pub use model::Janus;

@@ -1,11 +1,14 @@
-//! Stages that train or use a model: the patch VQ's training and the tokenize node now.
+//! Stages that train or use a model: the patch VQ's training, the tokenize node and
+//! generation with Janus-Pro.
 
+pub mod generate;
 pub mod patch_vq;
 pub mod tokenize;
 
 use pipeline::Registry;
 
 pub fn register(registry: &mut Registry) {
+    registry.register(generate::Generate);
     registry.register(patch_vq::TrainPatchVq);
     registry.register(tokenize::Tokenize);
 }

@@ -1,0 +1,132 @@
+//! A Janus-Pro model folder as released or as we write it: `config.json` (either
+//! layout), the weights ([`super::checkpoint`]) and `tokenizer.json`. Loads the model
+//! and its text tokenizer, and on request its VQ-16 from the same weights.
+//!
+//! Weights take the device's dtype: F32 on the CPU (candle's CPU kernels are slow or
+//! missing in BF16), BF16 on a GPU.
+
+use super::checkpoint::Checkpoint;
+use super::config::JanusConfig;
+use super::error::{JanusError, Result};
+use super::model::Janus;
+use super::text::TextTokenizer;
+use super::vq16::{CHECKPOINT_PREFIX, Vq16};
+use candle_core::{DType, Device};
+use std::path::Path;
+use std::sync::Arc;
+
+/// The dtype models run in on `device`.
+pub fn dtype_for(device: &Device) -> DType {
+    if device.is_cpu() {
+        DType::F32
+    } else {
+        DType::BF16
+    }
+}
+
+/// A loaded model folder.
+pub struct Loaded {
+    pub model: Janus,
+    pub text: TextTokenizer,
+    pub checkpoint: Arc<Checkpoint>,
+}
+
+impl Loaded {
+    /// The model's VQ-16 (`gen_vision_model`), from the same weights.
+    pub fn vq16(&self, device: &Device) -> Result<Vq16> {
+        let config = self.model.config().vq.clone();
+        self.checkpoint.build(dtype_for(device), device, |vb| {
+            Vq16::new(config, vb.pp(CHECKPOINT_PREFIX))
+        })
+    }
+}
+
+/// Load the model folder `dir` onto `device`.
+pub fn load(dir: &Path, device: &Device) -> Result<Loaded> {
+    let config = JanusConfig::from_file(&dir.join("config.json"))?;
+    let text = TextTokenizer::from_file(&dir.join("tokenizer.json"))?;
+    let vocab = config.language.vocab_size;
+    let s = text.special;
+    let highest = [
+        s.bos,
+        s.eos,
+        s.pad,
+        s.begin_of_image,
+        s.end_of_image,
+        s.user,
+        s.assistant,
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(0);
+    if highest as usize >= vocab {
+        return Err(JanusError::config(
+            &dir.join("tokenizer.json"),
+            format!("special token id {highest} is outside the model's vocabulary of {vocab}"),
+        ));
+    }
+    let checkpoint = Arc::new(Checkpoint::open(dir)?);
+    let model = checkpoint.build(dtype_for(device), device, |vb| Janus::new(&config, vb))?;
+    Ok(Loaded {
+        model,
+        text,
+        checkpoint,
+    })
+}
+
+/// Where a model runs.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceChoice {
+    /// The first GPU when the binary is built with `cuda` and one is present, else the CPU.
+    #[default]
+    Auto,
+    Cpu,
+    /// The first GPU (needs a `cuda` build).
+    Cuda,
+}
+
+impl DeviceChoice {
+    pub fn open(self) -> std::result::Result<Device, String> {
+        match self {
+            DeviceChoice::Cpu => Ok(Device::Cpu),
+            DeviceChoice::Cuda => Device::new_cuda(0).map_err(|e| format!("no GPU: {e}")),
+            DeviceChoice::Auto if candle_core::utils::cuda_is_available() => {
+                Ok(Device::new_cuda(0).unwrap_or(Device::Cpu))
+            }
+            DeviceChoice::Auto => Ok(Device::Cpu),
+        }
+    }
+
+    /// Whether it asks for a GPU.
+    pub fn wants_gpu(self) -> bool {
+        match self {
+            DeviceChoice::Cpu => false,
+            DeviceChoice::Cuda => true,
+            DeviceChoice::Auto => candle_core::utils::cuda_is_available(),
+        }
+    }
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(DeviceChoice::Auto),
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "cuda" => Ok(DeviceChoice::Cuda),
+            other => Err(format!("device `{other}`: auto, cpu or cuda")),
+        }
+    }
+}

@@ -1,8 +1,12 @@
-//! Histograms as PNG plots: counts of whole-number values (rationale lengths in tokens,
-//! image sides in pixels) in bins of a round width, drawn with a title, axis labels and
-//! tick labels. Drawn on [`canvas::Canvas`] at twice the layout size, so text is crisp.
+//! Plots as PNG: histograms of whole-number values (rationale lengths in tokens, image
+//! sides in pixels) in bins of a round width, and line charts ([`line`]: training
+//! curves), drawn with a title, axis labels and tick labels. Drawn on
+//! [`canvas::Canvas`] at twice the layout size, so text is crisp.
 
 mod canvas;
+pub mod line;
+
+pub use line::{Series, line_png};
 
 use canvas::{Canvas, Color};
 

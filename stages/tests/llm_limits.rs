@@ -172,9 +172,39 @@ fn the_budget_cap_stops_sending_and_a_higher_budget_sends_the_rest() {
     );
     let spent: f64 = run.ledger("plan").iter().map(|l| l.cost_usd).sum();
     assert!(spent <= 1.0 + 0.25, "${spent}");
+    // The closing progress line: rows by fate, rates, errors, spend and projection.
+    let answered = output.len();
+    let done = format!(
+        "requests done: 20/20 rows (0 from memo, {answered} answered, {} failed) | ",
+        20 - answered
+    );
+    let log = run.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains(&done))
+        .unwrap_or_else(|| panic!("no line `{done}` in\n{log}"));
+    assert!(
+        line.contains(" req/s, ") && line.contains("errors: none") && line.contains("projected $"),
+        "{line}"
+    );
+    let shown: f64 = line
+        .split("spent $")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no spend in {line}"));
+    assert!(
+        (shown - spent).abs() < 1e-3,
+        "{line}: the ledger rows hold ${spent}"
+    );
 
     let run = p.run(&capped(100.0), &[]);
     assert_eq!(run.output("plan").len(), 20);
+    let done = format!(
+        "requests done: 20/20 rows ({answered} from memo, {} answered, 0 failed)",
+        20 - answered
+    );
+    assert!(run.log().contains(&done), "{}", run.log());
     assert_eq!(
         server.counts().chat,
         20,

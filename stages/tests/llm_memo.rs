@@ -1,11 +1,12 @@
 //! The item memo: adding rows sends only the new ones; editing a row sends only it;
 //! editing the template sends what it changes and nothing of other nodes; a rerun
-//! sends nothing and writes the same table; the key never depends on the API key.
+//! sends nothing and writes the same table; identical rows share one request and
+//! each still ends as its own row; the key never depends on the API key.
 
 mod llm_support;
 
-use llm_support::{Project, endpoint, plan_recipe, prompts};
-use stages::llm::mock::{MockServer, Script};
+use llm_support::{Project, assert_partition, endpoint, plan_recipe, prompts};
+use stages::llm::mock::{Fault, MockServer, Rule, Script};
 
 #[test]
 fn only_new_or_changed_requests_are_sent() {
@@ -56,6 +57,52 @@ fn only_new_or_changed_requests_are_sent() {
             .detailed_caption
             .contains("Draw: a photo of 1 red cubes")
     );
+}
+
+#[test]
+fn identical_rows_share_one_request_and_each_ends_as_its_own_row() {
+    let server = MockServer::start(Script {
+        rules: vec![Rule::always(Fault::context_length()).when("TOO LONG")],
+        ..Script::default()
+    })
+    .unwrap();
+    let p = Project::new();
+    // Rows 0-5 ask the same, rows 6-8 ask the same and fail for good, 9-11 differ.
+    let prompt = |i: usize| match i {
+        0..6 => "two red cubes".to_string(),
+        6..9 => "TOO LONG".to_string(),
+        _ => format!("{i} green cones"),
+    };
+    let ids: Vec<String> = (0..12).map(|i| format!("p-{i:03}")).collect();
+    let jsonl: String = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            serde_json::json!({"id": id, "prompt": prompt(i), "family": "test"}).to_string() + "\n"
+        })
+        .collect();
+    p.write("prompts.jsonl", &jsonl);
+    let config = format!(
+        "{}\npolicy = {{ allow_failures = 0.5 }}",
+        endpoint(&server.url())
+    );
+    let run = p.run(&plan_recipe(&config, ""), &[]);
+    let output = run.output("plan");
+    let failures = run.failures("plan");
+    assert_partition(&ids, &output, &failures);
+    assert_eq!(server.counts().chat, 5, "one request per distinct prompt");
+    let failed: Vec<&str> = failures.iter().map(|f| f.id.as_str()).collect();
+    assert_eq!(failed, ["p-006", "p-007", "p-008"]);
+    assert!(failures.iter().all(|f| f.reason == "context_length"));
+    // The six identical rows carry the same answer and request key, each its own id.
+    let same: Vec<_> = output.iter().filter(|r| r.id.as_str() < "p-006").collect();
+    assert_eq!(same.len(), 6);
+    assert!(
+        same.iter()
+            .all(|r| r.detailed_caption == same[0].detailed_caption
+                && r.provenance[0].request_key == same[0].provenance[0].request_key)
+    );
+    assert_eq!(run.ledger("plan").len(), 12, "one ledger row per input row");
 }
 
 #[test]

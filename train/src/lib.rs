@@ -5,5 +5,6 @@
 pub mod janus;
 pub mod patch_vq;
 pub mod patch_vq_eval;
+pub mod sft;
 pub mod stages;
 pub mod tokenizer;

@@ -1,8 +1,9 @@
-//! Stages that train or use a model: the patch VQ's training, the tokenize node and
-//! generation with Janus-Pro.
+//! Stages that train or use a model: the patch VQ's training, the tokenize node,
+//! generation with Janus-Pro and its supervised fine-tuning (`model.sft`).
 
 pub mod generate;
 pub mod patch_vq;
+pub mod sft;
 pub mod tokenize;
 
 use pipeline::Registry;
@@ -10,6 +11,7 @@ use pipeline::Registry;
 pub fn register(registry: &mut Registry) {
     registry.register(generate::Generate);
     registry.register(patch_vq::TrainPatchVq);
+    registry.register(sft::Sft);
     registry.register(tokenize::Tokenize);
 }
 

@@ -1,0 +1,287 @@
+//! The settings of an SFT run (`model.sft`'s config). Defaults are ReasonGen-R1's
+//! release settings (paper.md §2.3–2.4) where it has them: AdamW lr 1e-5, β (0.9,
+//! 0.95), weight decay 0.01, clip 1.0, 5 % linear warm-up then cosine to 0, loss
+//! weights text 2 / image 1 / `<begin_of_image>` 0, CFG dropout 0.1, 1280 tokens.
+
+use crate::janus::load::DeviceChoice;
+use crate::stages::generate::GenerateConfig;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Per-token loss weights over the response.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LossWeights {
+    /// Rationale tokens, `<end_of_image>` and EOS.
+    #[serde(default = "two")]
+    pub text: f64,
+    /// Image codes.
+    #[serde(default = "one")]
+    pub image: f64,
+    /// The `<begin_of_image>` label (0: the model is never taught to emit it).
+    #[serde(default)]
+    pub begin_of_image: f64,
+}
+
+impl Default for LossWeights {
+    fn default() -> Self {
+        LossWeights {
+            text: 2.0,
+            image: 1.0,
+            begin_of_image: 0.0,
+        }
+    }
+}
+
+/// What an unconditional (CFG-dropped) sample looks like.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Unconditional {
+    /// ReasonGen-R1: prompt and rationale become pad with attention 0, i.e. they are
+    /// absent: `[BOS] <begin_of_image> codes …` (computed without the pads).
+    #[default]
+    Masked,
+    /// As the unconditional row of Janus' inference: the pads are attended tokens.
+    Pads,
+}
+
+/// Periodic generation on held-out prompts, judged by the shapes judge.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvalOptions {
+    /// Every this many steps, and after the last (0: after the last only).
+    #[serde(default)]
+    pub every: usize,
+    /// The first this many prompts of `eval_prompts`.
+    #[serde(default = "default_eval_prompts")]
+    pub max_prompts: usize,
+    /// How the images are generated (`rationale` follows the run's own switch).
+    #[serde(default)]
+    pub generate: GenerateConfig,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions {
+            every: 0,
+            max_prompts: default_eval_prompts(),
+            generate: GenerateConfig::default(),
+        }
+    }
+}
+
+/// Config of `model.sft`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SftConfig {
+    /// Optimiser steps.
+    #[serde(default = "default_steps")]
+    pub steps: usize,
+    /// Sequences per forward (micro-batch).
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// Micro-batches per optimiser step (global batch = batch_size × grad_accum).
+    #[serde(default = "one_usize")]
+    pub grad_accum: usize,
+    /// Peak learning rate.
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    /// Linear warm-up over this fraction of the steps.
+    #[serde(default = "default_warmup")]
+    pub warmup_ratio: f64,
+    /// The cosine ends at lr × this.
+    #[serde(default)]
+    pub min_lr_ratio: f64,
+    /// Decoupled weight decay (not applied to norms and biases).
+    #[serde(default = "default_weight_decay")]
+    pub weight_decay: f64,
+    #[serde(default = "default_beta1")]
+    pub beta1: f64,
+    #[serde(default = "default_beta2")]
+    pub beta2: f64,
+    #[serde(default = "default_eps")]
+    pub eps: f64,
+    /// Global gradient-norm clip (0: none).
+    #[serde(default = "one")]
+    pub clip_norm: f64,
+    /// Seed of the data order, the prompt draws and the CFG dropout.
+    #[serde(default)]
+    pub seed: u64,
+    /// Fraction of samples trained unconditionally.
+    #[serde(default = "default_cfg_dropout")]
+    pub cfg_dropout: f64,
+    #[serde(default)]
+    pub unconditional: Unconditional,
+    #[serde(default)]
+    pub loss_weights: LossWeights,
+    /// Write the rationale before the image (ReasonGen-R1); false: the image right after
+    /// the prompt (the Janus-Pro baseline).
+    #[serde(default = "yes")]
+    pub rationale: bool,
+    /// The user turn, `{}` standing for the prompt. Default: ReasonGen-R1's
+    /// `"{}. Output a richly detailed prompt: "`, or `"{}."` without a rationale.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// Sequences longer than this are left out (counted in `skipped_long`).
+    #[serde(default = "default_max_length")]
+    pub max_length: usize,
+    /// Save a resumable checkpoint every this many steps (0: never).
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: usize,
+    /// Log a line every this many steps.
+    #[serde(default = "default_log_every")]
+    pub log_every: usize,
+    #[serde(default)]
+    pub eval: EvalOptions,
+    /// `auto` (a GPU when built with `cuda` and one is present), `cpu` or `cuda`.
+    #[serde(default)]
+    pub device: DeviceChoice,
+}
+
+fn one() -> f64 {
+    1.0
+}
+fn two() -> f64 {
+    2.0
+}
+fn one_usize() -> usize {
+    1
+}
+fn yes() -> bool {
+    true
+}
+fn default_steps() -> usize {
+    100
+}
+fn default_batch() -> usize {
+    8
+}
+fn default_lr() -> f64 {
+    1e-5
+}
+fn default_warmup() -> f64 {
+    0.05
+}
+fn default_weight_decay() -> f64 {
+    0.01
+}
+fn default_beta1() -> f64 {
+    0.9
+}
+fn default_beta2() -> f64 {
+    0.95
+}
+fn default_eps() -> f64 {
+    1e-8
+}
+fn default_cfg_dropout() -> f64 {
+    0.1
+}
+fn default_max_length() -> usize {
+    1280
+}
+fn default_checkpoint_every() -> usize {
+    50
+}
+fn default_log_every() -> usize {
+    10
+}
+fn default_eval_prompts() -> usize {
+    60
+}
+
+impl Default for SftConfig {
+    fn default() -> Self {
+        serde_json::from_value(serde_json::json!({})).expect("every key has a default")
+    }
+}
+
+impl SftConfig {
+    /// The user turn's template.
+    pub fn template(&self) -> String {
+        self.template.clone().unwrap_or_else(|| {
+            if self.rationale {
+                "{}. Output a richly detailed prompt: ".into()
+            } else {
+                "{}.".into()
+            }
+        })
+    }
+
+    /// Settings that cannot train.
+    pub fn check(&self) -> Result<(), String> {
+        if self.steps == 0 || self.batch_size == 0 || self.grad_accum == 0 {
+            return Err("steps, batch_size and grad_accum must be at least 1".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(format!("lr {} must be positive", self.lr));
+        }
+        for (name, v) in [
+            ("warmup_ratio", self.warmup_ratio),
+            ("min_lr_ratio", self.min_lr_ratio),
+            ("cfg_dropout", self.cfg_dropout),
+            ("beta1", self.beta1),
+            ("beta2", self.beta2),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(format!("{name} {v} must be within [0, 1]"));
+            }
+        }
+        if self.beta1 >= 1.0 || self.beta2 >= 1.0 {
+            return Err("beta1 and beta2 must be below 1".into());
+        }
+        for (name, v) in [
+            ("weight_decay", self.weight_decay),
+            ("eps", self.eps),
+            ("clip_norm", self.clip_norm),
+            ("loss_weights.text", self.loss_weights.text),
+            ("loss_weights.image", self.loss_weights.image),
+            (
+                "loss_weights.begin_of_image",
+                self.loss_weights.begin_of_image,
+            ),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("{name} {v} must be a non-negative number"));
+            }
+        }
+        if !self.template().contains("{}") {
+            return Err(format!(
+                "template {:?} has no `{{}}` for the prompt",
+                self.template()
+            ));
+        }
+        if self.max_length < 4 {
+            return Err(format!("max_length {} is too short", self.max_length));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_papers_and_bad_values_are_named() {
+        let c = SftConfig::default();
+        assert_eq!(
+            (c.lr, c.beta1, c.beta2, c.weight_decay),
+            (1e-5, 0.9, 0.95, 0.01)
+        );
+        assert_eq!(c.loss_weights, LossWeights::default());
+        assert_eq!((c.cfg_dropout, c.max_length), (0.1, 1280));
+        assert_eq!(c.template(), "{}. Output a richly detailed prompt: ");
+        assert!(c.check().is_ok());
+        let bad = SftConfig {
+            cfg_dropout: 1.5,
+            ..c.clone()
+        };
+        assert!(bad.check().unwrap_err().contains("cfg_dropout"));
+        let plain = SftConfig {
+            rationale: false,
+            ..c
+        };
+        assert_eq!(plain.template(), "{}.");
+    }
+}

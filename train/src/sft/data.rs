@@ -1,0 +1,450 @@
+//! SFT samples as token sequences, their order, and micro-batches.
+//!
+//! A sequence (paper.md §2.2) is `[BOS] "<|User|>: {prompt}. Output a richly detailed
+//! prompt:\n\n<|Assistant|>:" {rationale} <begin_of_image> {codes} <end_of_image> [EOS]`:
+//! the user turn through [`TextTokenizer::prompt_ids`], the rationale tokenised on its
+//! own. Without a rationale (the Janus-Pro baseline) the user turn ends with
+//! `<begin_of_image>` and the codes follow. The loss covers the labels from the first
+//! response token through EOS: text (rationale, `<end_of_image>`, EOS), image codes,
+//! and `<begin_of_image>` apart, each with its own weight.
+//!
+//! The prompt of each use of a sample is drawn from its augmented families as
+//! ReasonGen-R1's `prompt_augmentation` does: a family uniformly (among those the
+//! sample has), then an element of a list family; tags joined by `,`, object prompts as
+//! `a, b and c`; a trailing `.` stripped. A drawn fraction of uses is unconditional
+//! ([`Unconditional`]).
+//!
+//! Randomness is a function of (seed, epoch, sample, purpose) through a digest, so the
+//! whole data stream is fixed by the seed and the position in it ([`Order`]), which is
+//! all a checkpoint needs to continue it. Each optimiser step takes `batch × accum`
+//! samples, sorts them by length and cuts them into micro-batches (length bucketing
+//! within the step: the global batch is exactly the drawn one, the padding small).
+
+use super::config::Unconditional;
+use crate::janus::cache::Padding;
+use crate::janus::error::Result;
+use crate::janus::text::TextTokenizer;
+use candle_core::{Device, Tensor};
+use pipeline::Digest;
+use schemas::AugmentedPrompts;
+
+/// A uniform 64-bit draw determined by `parts`.
+pub fn draw(parts: &impl serde::Serialize) -> u64 {
+    let d = Digest::of_json(parts);
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&d.as_bytes()[..8]);
+    u64::from_le_bytes(bytes)
+}
+
+/// Uniform in `0..n` from a 64-bit draw (`n > 0`).
+fn below(x: u64, n: usize) -> usize {
+    ((u128::from(x) * n as u128) >> 64) as usize
+}
+
+/// Uniform in `[0, 1)` from a 64-bit draw.
+fn unit(x: u64) -> f64 {
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// One prompt family of a sample.
+#[derive(Clone, Debug, PartialEq)]
+enum Family {
+    One(String),
+    Pick(Vec<String>),
+}
+
+/// The non-empty families of `p`, in ReasonGen-R1's order.
+fn families(p: &AugmentedPrompts) -> Vec<Family> {
+    let mut out = Vec::new();
+    if let Some(s) = p.short_caption.as_ref().filter(|s| !s.trim().is_empty()) {
+        out.push(Family::One(s.clone()));
+    }
+    if !p.paraphrases.is_empty() {
+        out.push(Family::Pick(p.paraphrases.clone()));
+    }
+    if !p.tags.is_empty() {
+        out.push(Family::One(p.tags.join(",")));
+    }
+    if !p.varied_captions.is_empty() {
+        out.push(Family::Pick(p.varied_captions.clone()));
+    }
+    if let Some((last, rest)) = p.object_prompts.split_last() {
+        out.push(Family::One(if rest.is_empty() {
+            last.clone()
+        } else {
+            format!("{} and {last}", rest.join(", "))
+        }));
+    }
+    out
+}
+
+/// A sample ready to become sequences.
+#[derive(Clone, Debug)]
+pub struct Example {
+    pub id: String,
+    families: Vec<Family>,
+    pub rationale_ids: Vec<u32>,
+    pub codes: Vec<u32>,
+}
+
+impl Example {
+    /// `None` when the sample has no prompt at all.
+    pub fn new(
+        id: String,
+        prompts: &AugmentedPrompts,
+        rationale_ids: Vec<u32>,
+        codes: Vec<u32>,
+    ) -> Option<Example> {
+        let families = families(prompts);
+        (!families.is_empty()).then_some(Example {
+            id,
+            families,
+            rationale_ids,
+            codes,
+        })
+    }
+
+    /// Every prompt a draw can give.
+    pub fn candidates(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for family in &self.families {
+            match family {
+                Family::One(s) => out.push(clean(s)),
+                Family::Pick(list) => out.extend(list.iter().map(|s| clean(s))),
+            }
+        }
+        out
+    }
+
+    /// The prompt drawn by `family_draw` and `element_draw`.
+    pub fn prompt(&self, family_draw: u64, element_draw: u64) -> String {
+        let text = match &self.families[below(family_draw, self.families.len())] {
+            Family::One(s) => s.as_str(),
+            Family::Pick(list) => list[below(element_draw, list.len())].as_str(),
+        };
+        clean(text)
+    }
+}
+
+/// A prompt trimmed, its trailing `.` stripped.
+fn clean(text: &str) -> String {
+    let text = text.trim();
+    text.strip_suffix('.')
+        .unwrap_or(text)
+        .trim_end()
+        .to_string()
+}
+
+/// What a label (the token at j + 1 predicted at j) is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    Image,
+    BeginOfImage,
+}
+
+/// One training sequence: ids (text ids, or codes where `is_image`) and the kind of
+/// each label in the loss (`labels[j]` is about `ids[j + 1]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sequence {
+    pub ids: Vec<u32>,
+    pub is_image: Vec<bool>,
+    pub labels: Vec<Option<Kind>>,
+}
+
+/// Builds sequences (see the module documentation).
+pub struct Builder<'a> {
+    pub text: &'a TextTokenizer,
+    pub template: String,
+    pub rationale: bool,
+    pub unconditional: Unconditional,
+}
+
+impl Builder<'_> {
+    /// The sequence of `example` with `prompt`; `dropped` makes it unconditional.
+    pub fn build(&self, example: &Example, prompt: &str, dropped: bool) -> Result<Sequence> {
+        let s = self.text.special;
+        let user = self.template.replace("{}", prompt);
+        // The user turn, through `<begin_of_image>` without a rationale.
+        let head = self.text.prompt_ids(&user, !self.rationale)?;
+        let mut ids = head.clone();
+        if self.rationale {
+            ids.extend_from_slice(&example.rationale_ids);
+            ids.push(s.begin_of_image);
+        }
+        // The first label in the loss: the first response token.
+        let mut first = head.len() - 1;
+        if dropped {
+            // Everything between BOS and `<begin_of_image>` is blanked.
+            let boi = ids.len() - 1;
+            match self.unconditional {
+                Unconditional::Masked => ids = vec![s.bos, s.begin_of_image],
+                Unconditional::Pads => {
+                    for id in &mut ids[1..boi] {
+                        *id = s.pad;
+                    }
+                }
+            }
+            first = ids.len() - 2;
+        }
+        let text_len = ids.len();
+        ids.extend_from_slice(&example.codes);
+        ids.push(s.end_of_image);
+        ids.push(s.eos);
+        let mut is_image = vec![false; ids.len()];
+        for flag in &mut is_image[text_len..text_len + example.codes.len()] {
+            *flag = true;
+        }
+        let labels = (0..ids.len() - 1)
+            .map(|j| {
+                (j >= first).then(|| {
+                    let next = j + 1;
+                    if is_image[next] {
+                        Kind::Image
+                    } else if next == text_len - 1 {
+                        Kind::BeginOfImage
+                    } else {
+                        Kind::Text
+                    }
+                })
+            })
+            .collect();
+        Ok(Sequence {
+            ids,
+            is_image,
+            labels,
+        })
+    }
+}
+
+/// The position in the seeded data stream: epochs of seeded permutations.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Position {
+    pub epoch: u64,
+    pub cursor: usize,
+}
+
+/// The data stream over `n` samples.
+pub struct Order {
+    seed: u64,
+    n: usize,
+    position: Position,
+    permutation: Vec<usize>,
+}
+
+impl Order {
+    pub fn new(seed: u64, n: usize, position: Position) -> Order {
+        let mut order = Order {
+            seed,
+            n,
+            permutation: Vec::new(),
+            position,
+        };
+        order.permutation = order.permute(order.position.epoch);
+        order
+    }
+
+    fn permute(&self, epoch: u64) -> Vec<usize> {
+        let mut keyed: Vec<(u64, usize)> = (0..self.n)
+            .map(|i| (draw(&(self.seed, epoch, i, "order")), i))
+            .collect();
+        keyed.sort_unstable();
+        keyed.into_iter().map(|(_, i)| i).collect()
+    }
+
+    pub fn position(&self) -> &Position {
+        &self.position
+    }
+
+    /// The next sample and the epoch it is drawn in.
+    pub fn next_sample(&mut self) -> (usize, u64) {
+        if self.position.cursor >= self.n {
+            self.position.epoch += 1;
+            self.position.cursor = 0;
+            self.permutation = self.permute(self.position.epoch);
+        }
+        let i = self.permutation[self.position.cursor];
+        self.position.cursor += 1;
+        (i, self.position.epoch)
+    }
+}
+
+/// How each use of a sample is drawn.
+pub struct Draws {
+    pub seed: u64,
+    pub cfg_dropout: f64,
+}
+
+impl Draws {
+    /// (prompt, dropped) for sample `i` in `epoch`.
+    pub fn of(&self, example: &Example, i: usize, epoch: u64) -> (String, bool) {
+        let prompt = example.prompt(
+            draw(&(self.seed, epoch, i, "family")),
+            draw(&(self.seed, epoch, i, "element")),
+        );
+        let dropped = unit(draw(&(self.seed, epoch, i, "cfg"))) < self.cfg_dropout;
+        (prompt, dropped)
+    }
+}
+
+/// Label positions (flat over the batch), their targets and weights, of one head.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Targets {
+    pub positions: Vec<u32>,
+    pub targets: Vec<u32>,
+    pub weights: Vec<f32>,
+}
+
+/// A right-padded micro-batch with its loss targets.
+pub struct Batch {
+    pub ids: Tensor,
+    pub is_image: Tensor,
+    pub padding: Padding,
+    /// Labels of the text head (`lm_head`) and of the image head (`gen_head`), weight-0
+    /// labels left out.
+    pub text: Targets,
+    pub image: Targets,
+    /// Labels in the loss, weight 0 included (the loss's denominator).
+    pub counted: usize,
+    /// Tokens (not padding) and positions (rows × width).
+    pub tokens: usize,
+    pub positions: usize,
+}
+
+/// Loss weight of each kind of label.
+#[derive(Clone, Copy, Debug)]
+pub struct Weights {
+    pub text: f32,
+    pub image: f32,
+    pub begin_of_image: f32,
+}
+
+impl Batch {
+    /// `rows` right-padded with `pad`.
+    pub fn new(rows: &[Sequence], pad: u32, weights: Weights, device: &Device) -> Result<Batch> {
+        let width = rows.iter().map(|r| r.ids.len()).max().unwrap_or(0);
+        let mut ids = Vec::with_capacity(rows.len() * width);
+        let mut image = Vec::with_capacity(rows.len() * width);
+        let (mut text, mut codes) = (Targets::default(), Targets::default());
+        let mut counted = 0;
+        for (r, row) in rows.iter().enumerate() {
+            ids.extend_from_slice(&row.ids);
+            ids.extend(std::iter::repeat_n(pad, width - row.ids.len()));
+            image.extend(row.is_image.iter().map(|&b| u8::from(b)));
+            image.extend(std::iter::repeat_n(0u8, width - row.ids.len()));
+            for (j, label) in row.labels.iter().enumerate() {
+                let Some(kind) = label else { continue };
+                counted += 1;
+                let (targets, weight) = match kind {
+                    Kind::Text => (&mut text, weights.text),
+                    Kind::Image => (&mut codes, weights.image),
+                    Kind::BeginOfImage => (&mut text, weights.begin_of_image),
+                };
+                if weight != 0.0 {
+                    targets.positions.push((r * width + j) as u32);
+                    targets.targets.push(row.ids[j + 1]);
+                    targets.weights.push(weight);
+                }
+            }
+        }
+        let lengths: Vec<usize> = rows.iter().map(|r| r.ids.len()).collect();
+        Ok(Batch {
+            ids: Tensor::from_vec(ids, (rows.len(), width), device)?,
+            is_image: Tensor::from_vec(image, (rows.len(), width), device)?,
+            padding: Padding::right(&lengths, width),
+            text,
+            image: codes,
+            counted,
+            tokens: lengths.iter().sum(),
+            positions: rows.len() * width,
+        })
+    }
+}
+
+/// `rows` cut into micro-batches of `size` after sorting by length (longest first).
+pub fn buckets(mut rows: Vec<Sequence>, size: usize) -> Vec<Vec<Sequence>> {
+    rows.sort_by_key(|r| std::cmp::Reverse(r.ids.len()));
+    let mut out = Vec::new();
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        out.push(rows.by_ref().take(size).collect());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prompts() -> AugmentedPrompts {
+        AugmentedPrompts {
+            short_caption: Some("a red cube.".into()),
+            paraphrases: vec!["one red cube".into(), "a cube, red".into()],
+            tags: vec!["red".into(), "cube".into()],
+            varied_captions: vec![],
+            object_prompts: vec!["a cube".into(), "a ball".into(), "a cone".into()],
+        }
+    }
+
+    #[test]
+    fn families_follow_prompt_augmentation() {
+        let ex = Example::new("x".into(), &prompts(), vec![], vec![]).unwrap();
+        assert_eq!(ex.families.len(), 4, "the empty family is left out");
+        let mut seen = std::collections::BTreeSet::new();
+        for k in 0..200u64 {
+            seen.insert(ex.prompt(draw(&(k, "f")), draw(&(k, "e"))));
+        }
+        let want = [
+            "a red cube",
+            "one red cube",
+            "a cube, red",
+            "red,cube",
+            "a cube, a ball and a cone",
+        ];
+        assert_eq!(seen, want.iter().map(|s| s.to_string()).collect());
+        assert!(Example::new("y".into(), &AugmentedPrompts::default(), vec![], vec![]).is_none());
+    }
+
+    #[test]
+    fn the_order_is_a_seeded_permutation_per_epoch() {
+        let mut a = Order::new(
+            3,
+            5,
+            Position {
+                epoch: 0,
+                cursor: 0,
+            },
+        );
+        let first: Vec<usize> = (0..5).map(|_| a.next_sample().0).collect();
+        let mut sorted = first.clone();
+        sorted.sort();
+        assert_eq!(sorted, vec![0, 1, 2, 3, 4]);
+        let second: Vec<usize> = (0..5).map(|_| a.next_sample().0).collect();
+        assert_ne!(first, second, "each epoch has its own order");
+        // Resuming from a position continues the same stream.
+        let mut b = Order::new(
+            3,
+            5,
+            Position {
+                epoch: 1,
+                cursor: 2,
+            },
+        );
+        assert_eq!(b.next_sample(), (second[2], 1));
+    }
+
+    #[test]
+    fn buckets_group_similar_lengths() {
+        let seq = |n: usize| Sequence {
+            ids: vec![1; n],
+            is_image: vec![false; n],
+            labels: vec![None; n - 1],
+        };
+        let rows = vec![seq(3), seq(10), seq(4), seq(9)];
+        let lens: Vec<Vec<usize>> = buckets(rows, 2)
+            .iter()
+            .map(|b| b.iter().map(|r| r.ids.len()).collect())
+            .collect();
+        assert_eq!(lens, vec![vec![10, 9], vec![4, 3]]);
+    }
+}

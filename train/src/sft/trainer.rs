@@ -1,0 +1,338 @@
+//! The training loop of one SFT run: draw the step's samples, build their sequences,
+//! cut them into length-bucketed micro-batches, accumulate the gradients of each
+//! micro-batch's loss (scaled by 1 / micro-batches, as ReasonGen-R1), clip the global
+//! norm, and take one AdamW step at the schedule's learning rate.
+
+use super::config::SftConfig;
+use super::data::{Batch, Builder, Draws, Example, Order, Position, Weights, buckets};
+use super::loss::loss;
+use super::optim::{AdamW, AdamWConfig, clip, learning_rate};
+use super::params::Params;
+use super::state::{self, Progress};
+use crate::janus::config::JanusConfig;
+use crate::janus::error::{JanusError, Result};
+use crate::janus::model::Janus;
+use crate::janus::text::TextTokenizer;
+use candle_core::{DType, Device, Tensor};
+use schemas::sft_sample::SftSample;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Instant;
+
+/// What one optimiser step did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepMetrics {
+    /// 1-based.
+    pub step: usize,
+    /// The weighted loss that was minimised.
+    pub loss: f64,
+    /// Mean unweighted cross-entropy of the text head's and the image head's labels.
+    pub text_loss: Option<f64>,
+    pub image_loss: Option<f64>,
+    pub lr: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Tokens (not padding) and positions computed (rows × width, summed).
+    pub tokens: usize,
+    pub positions: usize,
+    pub seconds: f64,
+    pub tokens_per_s: f64,
+}
+
+/// The samples of an `sft_sample` table that can train: tokenised, their codes checked
+/// against the image vocabulary; those with no codes are an error naming the row, those
+/// longer than `max_length` (with their longest prompt) are left out and counted.
+pub fn examples(
+    rows: impl IntoIterator<Item = SftSample>,
+    text: &TextTokenizer,
+    config: &SftConfig,
+    image_vocab: usize,
+) -> Result<(Vec<Example>, usize)> {
+    let template = config.template();
+    let mut out = Vec::new();
+    let mut skipped = 0;
+    for row in rows {
+        let codes = row.image_codes.as_ref().ok_or_else(|| {
+            JanusError::Invalid(format!(
+                "sample `{}` has no image codes (tokenize the images first)",
+                row.id
+            ))
+        })?;
+        if let Some(bad) = codes.iter().find(|&&c| c as usize >= image_vocab) {
+            return Err(JanusError::Invalid(format!(
+                "sample `{}`: image code {bad} is outside the model's {image_vocab} codes",
+                row.id
+            )));
+        }
+        let rationale_ids = if config.rationale {
+            text.encode(row.rationale.trim())?
+        } else {
+            Vec::new()
+        };
+        let codes: Vec<u32> = codes.iter().map(|&c| u32::from(c)).collect();
+        let Some(example) = Example::new(row.id.clone(), &row.prompts, rationale_ids, codes) else {
+            return Err(JanusError::Invalid(format!(
+                "sample `{}` has no prompt in any family",
+                row.id
+            )));
+        };
+        let longest_prompt = example
+            .candidates()
+            .iter()
+            .map(|p| text.prompt_ids(&template.replace("{}", p), !config.rationale))
+            .map(|ids| ids.map(|ids| ids.len()))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .max()
+            .unwrap_or(0);
+        // + <begin_of_image>, <end_of_image> and EOS.
+        let length = longest_prompt + example.rationale_ids.len() + example.codes.len() + 3;
+        if length > config.max_length {
+            skipped += 1;
+        } else {
+            out.push(example);
+        }
+    }
+    Ok((out, skipped))
+}
+
+/// One SFT run in progress.
+pub struct Trainer {
+    config: SftConfig,
+    model_config: JanusConfig,
+    text: TextTokenizer,
+    params: Params,
+    decays: Vec<bool>,
+    optimizer: AdamW,
+    examples: Vec<Example>,
+    order: Order,
+    step: usize,
+    metrics: Vec<StepMetrics>,
+    dtype: DType,
+    /// The FP32 model sees the updates in place and is built once; a BF16 one is
+    /// rebuilt after each update.
+    model: Option<Janus>,
+}
+
+impl Trainer {
+    /// A run from step 0; the computation is in `dtype` (FP32 masters either way).
+    pub fn new(
+        config: SftConfig,
+        model_config: JanusConfig,
+        text: TextTokenizer,
+        params: Params,
+        examples: Vec<Example>,
+        dtype: DType,
+    ) -> Result<Trainer> {
+        config.check().map_err(JanusError::Invalid)?;
+        if examples.is_empty() {
+            return Err(JanusError::Invalid("no samples to train on".into()));
+        }
+        let optimizer = AdamW::new(
+            AdamWConfig {
+                beta1: config.beta1,
+                beta2: config.beta2,
+                eps: config.eps,
+                weight_decay: config.weight_decay,
+            },
+            &params.vars,
+        )?;
+        let decays = (0..params.vars.len()).map(|i| params.decays(i)).collect();
+        let order = Order::new(
+            config.seed,
+            examples.len(),
+            Position {
+                epoch: 0,
+                cursor: 0,
+            },
+        );
+        Ok(Trainer {
+            config,
+            model_config,
+            text,
+            params,
+            decays,
+            optimizer,
+            examples,
+            order,
+            step: 0,
+            metrics: Vec::new(),
+            dtype,
+            model: None,
+        })
+    }
+
+    pub fn step(&self) -> usize {
+        self.step
+    }
+
+    pub fn metrics(&self) -> &[StepMetrics] {
+        &self.metrics
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    pub fn text(&self) -> &TextTokenizer {
+        &self.text
+    }
+
+    pub fn device(&self) -> Device {
+        self.params
+            .vars
+            .first()
+            .map_or(Device::Cpu, |v| v.device().clone())
+    }
+
+    fn model(&mut self) -> Result<&Janus> {
+        if self.model.is_none() {
+            self.model = Some(self.params.model(&self.model_config, self.dtype)?);
+        }
+        Ok(self.model.as_ref().expect("built above"))
+    }
+
+    /// The sequences of the next step's samples.
+    fn next_sequences(&mut self) -> Result<Vec<super::data::Sequence>> {
+        let builder = Builder {
+            text: &self.text,
+            template: self.config.template(),
+            rationale: self.config.rationale,
+            unconditional: self.config.unconditional,
+        };
+        let draws = Draws {
+            seed: self.config.seed,
+            cfg_dropout: self.config.cfg_dropout,
+        };
+        (0..self.config.batch_size * self.config.grad_accum)
+            .map(|_| {
+                let (i, epoch) = self.order.next_sample();
+                let example = &self.examples[i];
+                let (prompt, dropped) = draws.of(example, i, epoch);
+                builder.build(example, &prompt, dropped)
+            })
+            .collect()
+    }
+
+    /// One optimiser step.
+    pub fn train_step(&mut self) -> Result<StepMetrics> {
+        let start = Instant::now();
+        let sequences = self.next_sequences()?;
+        let micro = buckets(sequences, self.config.batch_size);
+        let w = self.config.loss_weights;
+        let weights = Weights {
+            text: w.text as f32,
+            image: w.image as f32,
+            begin_of_image: w.begin_of_image as f32,
+        };
+        let pad = self.text.special.pad;
+        let device = self.device();
+        let scale = 1.0 / micro.len() as f64;
+        let mut grads: Vec<Option<Tensor>> = vec![None; self.params.vars.len()];
+        let (mut total, mut tokens, mut positions) = (0.0, 0, 0);
+        let (mut text_sum, mut text_n, mut image_sum, mut image_n) = (0.0, 0, 0.0, 0);
+        for rows in &micro {
+            let batch = Batch::new(rows, pad, weights, &device)?;
+            let parts = loss(self.model()?, &batch, scale)?;
+            total += parts.loss.to_scalar::<f32>()? as f64;
+            (tokens, positions) = (tokens + batch.tokens, positions + batch.positions);
+            text_sum += parts.text_sum;
+            text_n += parts.text_labels;
+            image_sum += parts.image_sum;
+            image_n += parts.image_labels;
+            let store = parts.loss.backward()?;
+            for (slot, var) in grads.iter_mut().zip(&self.params.vars) {
+                if let Some(g) = store.get(var.as_tensor()) {
+                    let g = g.to_dtype(DType::F32)?;
+                    *slot = Some(match slot.take() {
+                        Some(sum) => (sum + g)?,
+                        None => g,
+                    });
+                }
+            }
+        }
+        let grad_norm = clip(&mut grads, self.config.clip_norm)?;
+        let c = &self.config;
+        let lr = learning_rate(self.step, c.steps, c.lr, c.warmup_ratio, c.min_lr_ratio);
+        self.optimizer
+            .update(&self.params.vars, &grads, &self.decays, lr)?;
+        if self.dtype != DType::F32 {
+            self.model = None;
+        }
+        self.step += 1;
+        let seconds = start.elapsed().as_secs_f64();
+        let mean = |sum: f64, n: usize| (n > 0).then(|| sum / n as f64);
+        let metrics = StepMetrics {
+            step: self.step,
+            loss: total,
+            text_loss: mean(text_sum, text_n),
+            image_loss: mean(image_sum, image_n),
+            lr,
+            grad_norm,
+            tokens,
+            positions,
+            seconds,
+            tokens_per_s: tokens as f64 / seconds.max(1e-9),
+        };
+        self.metrics.push(metrics.clone());
+        Ok(metrics)
+    }
+
+    /// A resumable checkpoint of the run as it stands ([`state`]).
+    pub fn checkpoint(&self) -> Result<Vec<u8>> {
+        state::encode(
+            &self.params,
+            &self.optimizer,
+            &Progress {
+                step: self.step,
+                position: self.order.position().clone(),
+                metrics: self.metrics.clone(),
+                names: self.params.names.clone(),
+            },
+        )
+    }
+
+    /// Continue from a checkpoint of this run.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
+        let restored = state::decode(bytes, &self.device())?;
+        if restored.progress.names != self.params.names {
+            return Err(JanusError::Invalid(
+                "the training checkpoint holds other parameters than the model".into(),
+            ));
+        }
+        self.params = restored.params;
+        self.optimizer.m = restored.m;
+        self.optimizer.v = restored.v;
+        self.optimizer.step = restored.optimizer_step;
+        self.step = restored.progress.step;
+        self.metrics = restored.progress.metrics;
+        self.order = Order::new(
+            self.config.seed,
+            self.examples.len(),
+            restored.progress.position,
+        );
+        self.model = None;
+        Ok(())
+    }
+
+    /// Write the model folder: `config.json`, `model.safetensors` (FP32, DeepSeek's
+    /// layout) and the text tokenizer `tokenizer` copied in.
+    pub fn save_model(&self, dir: &Path, tokenizer: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| JanusError::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        })?;
+        let config = dir.join("config.json");
+        let json = serde_json::to_vec_pretty(&self.model_config.to_json())
+            .map_err(|e| JanusError::Invalid(e.to_string()))?;
+        std::fs::write(&config, json).map_err(|e| JanusError::Io {
+            path: config.clone(),
+            source: e,
+        })?;
+        std::fs::copy(tokenizer, dir.join("tokenizer.json")).map_err(|e| JanusError::Io {
+            path: tokenizer.to_path_buf(),
+            source: e,
+        })?;
+        self.params.save(&dir.join("model.safetensors"), DType::F32)
+    }
+}

@@ -3,6 +3,8 @@
 
 mod dag;
 mod images;
+mod janus;
+mod janus_parity;
 mod memo;
 mod patch_vq;
 mod tables;
@@ -23,6 +25,12 @@ pub enum BenchCommand {
     /// Image preparation: N photo-like images decoded, resized, encoded and written,
     /// beside img2dataset.
     Images(images::ImagesBenchArgs),
+    /// Janus-Pro generation: tokens/s and images/s of the tiny and shapes-world presets
+    /// with random weights, plain and with a rationale, at a batch size and CFG weight.
+    Janus(janus::JanusBenchArgs),
+    /// Janus-Pro and VQ-16 against transformers' goldens on any device and dtype (BF16
+    /// on a GPU): logit, pixel and greedy-code errors, checked against a tolerance.
+    JanusParity(janus_parity::JanusParityBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
@@ -32,6 +40,8 @@ pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
         BenchCommand::Tables(a) => tables::run(a),
         BenchCommand::PatchVq(a) => patch_vq::run(a),
         BenchCommand::Images(a) => images::run(a),
+        BenchCommand::Janus(a) => janus::run(a),
+        BenchCommand::JanusParity(a) => janus_parity::run(a),
     }
 }
 

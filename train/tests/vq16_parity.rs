@@ -30,17 +30,7 @@ fn images() -> Vec<RgbImage> {
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    train::janus::parity::max_abs_diff(a, b).unwrap()
 }
 
 #[test]

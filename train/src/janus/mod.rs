@@ -3,7 +3,8 @@
 //! ([`vq16`]), weights in DeepSeek's and transformers' layouts ([`checkpoint`],
 //! [`keys`], [`convert`]), the config ([`config`]), the text tokenizer ([`text`]),
 //! sampling and generation with classifier-free guidance ([`sampling`],
-//! [`generate`]), and prompts to pictures ([`load`], [`draw`]).
+//! [`generate`]), prompts to pictures ([`load`], [`draw`]), and parity with
+//! transformers' Janus on the committed goldens ([`parity`]).
 //!
 //! The reference is DeepSeek's `janus/models` and transformers' `models/janus`;
 //! `scripts/janus_parity.py` builds the fixtures the parity tests compare against.
@@ -19,6 +20,7 @@ pub mod keys;
 pub mod llama;
 pub mod load;
 pub mod model;
+pub mod parity;
 pub mod sampling;
 pub mod text;
 pub mod vq16;

@@ -520,6 +520,11 @@ impl Vq16 {
     /// Load a VQ-16 model folder (`tokenizer.json` and [`WEIGHTS_FILE`], memory-mapped)
     /// onto `device`: F32 on CPU, BF16 on a GPU.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        Self::load_as(dir, device, crate::janus::load::dtype_for(device))
+    }
+
+    /// [`Vq16::load`] in `dtype`.
+    pub fn load_as(dir: &Path, device: &Device, dtype: DType) -> Result<Self> {
         let json_path = dir.join("tokenizer.json");
         let in_file = |path: &Path, e: &dyn std::fmt::Display| {
             candle_core::Error::msg(format!("{}: {e}", path.display()))
@@ -540,11 +545,6 @@ impl Vq16 {
             None => Vq16Config::default(),
         };
         config.check().map_err(|e| in_file(&json_path, &e))?;
-        let dtype = if device.is_cpu() {
-            DType::F32
-        } else {
-            DType::BF16
-        };
         let weights = dir.join(WEIGHTS_FILE);
         // SAFETY: the weights file is mapped read-only and must not be modified while
         // the model is loaded (the store's artifacts are immutable).

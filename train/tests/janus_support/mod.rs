@@ -5,9 +5,8 @@
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use train::janus::checkpoint::Checkpoint;
-use train::janus::{Janus, JanusConfig, Ops, Padding};
+use train::janus::parity;
+use train::janus::{Janus, Ops};
 
 /// Max abs error allowed against transformers in F32.
 pub const TOLERANCE: f32 = 1e-4;
@@ -35,25 +34,11 @@ pub fn ids(value: &serde_json::Value) -> Vec<u32> {
 
 /// The model of a fixture folder (weights and `config.json`), F32 on the CPU.
 pub fn model(dir: &Path) -> Janus {
-    let config = JanusConfig::from_file(&dir.join("config.json")).unwrap();
-    let checkpoint = Arc::new(Checkpoint::open(dir).unwrap());
-    checkpoint
-        .build(DType::F32, &Device::Cpu, |vb| Janus::new(&config, vb))
-        .unwrap()
+    parity::fixture_model(dir, &Device::Cpu, DType::F32).unwrap()
 }
 
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    parity::max_abs_diff(a, b).unwrap()
 }
 
 /// Text and image logits of the golden mixed sequence `name` (`mixed`, `padded`).
@@ -63,42 +48,14 @@ pub fn logits(
     name: &str,
     ops: Ops,
 ) -> (Tensor, Tensor) {
-    let mut ids = golden[&format!("{name}.ids")].to_dtype(DType::U32).unwrap();
-    let mut image = golden[&format!("{name}.image_mask")].clone();
-    if ids.rank() == 1 {
-        ids = ids.unsqueeze(0).unwrap();
-        image = image.unsqueeze(0).unwrap();
-    }
-    let (b, t) = ids.dims2().unwrap();
-    let padding = match golden.get(&format!("{name}.attention_mask")) {
-        Some(mask) => {
-            let mask = mask.to_vec2::<u8>().unwrap();
-            Padding::from_fn(b, t, |r, j| mask[r][j] == 1)
-        }
-        None => Padding::none(b, t),
+    let golden = parity::Golden {
+        tensors: golden.clone(),
+        meta: serde_json::Value::Null,
     };
-    let embeds = model.embed_mixed(&ids, &image).unwrap();
-    let hidden = model.forward(&embeds, &padding, None, ops).unwrap();
-    let text = model.text_logits(&hidden).unwrap();
-    let image = model.image_logits(&hidden).unwrap();
-    if b == 1 {
-        (text.squeeze(0).unwrap(), image.squeeze(0).unwrap())
-    } else {
-        (text, image)
-    }
+    parity::logits(model, &golden, name, ops).unwrap()
 }
 
 /// Rows [B, T, V] of `x` at the positions `mask` [B, T] marks, as [N, V].
 pub fn valid_rows(x: &Tensor, mask: &Tensor) -> Tensor {
-    let (b, t, v) = x.dims3().unwrap();
-    let mask = mask.to_vec2::<u8>().unwrap();
-    let rows: Vec<u32> = (0..b * t)
-        .filter(|i| mask[i / t][i % t] == 1)
-        .map(|i| i as u32)
-        .collect();
-    let index = Tensor::new(rows, x.device()).unwrap();
-    x.reshape((b * t, v))
-        .unwrap()
-        .index_select(&index, 0)
-        .unwrap()
+    parity::valid_rows(x, mask).unwrap()
 }

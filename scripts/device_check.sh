@@ -118,8 +118,12 @@ PYTHONUNBUFFERED=1 SHOW=8 run janus_bench 300 "$PY" scripts/janus_gpu_bench.py \
 
 if [ -f scripts/sft_gpu_bench.py ]; then
   step "optional: SFT training step beside PyTorch (scripts/sft_gpu_bench.py)"
+  # Optional: its failure is reported but does not fail the check.
+  REQUIRED=$STATUS
   PYTHONUNBUFFERED=1 SHOW=12 run sft_bench 120 "$PY" scripts/sft_gpu_bench.py \
-    --binary "$BIN" --work "$WORK/sft-bench" ${SFT_BENCH_ARGS:-}
+    --binary "$BIN" --work "$WORK/sft-bench" ${SFT_BENCH_ARGS:-} ||
+    echo "-- the optional SFT step failed; the Janus checks' verdict stands"
+  STATUS=$REQUIRED
 else
   step "optional: SFT training step: scripts/sft_gpu_bench.py is not there; skipped"
 fi

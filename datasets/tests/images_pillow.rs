@@ -7,8 +7,9 @@
 //! measured with Pillow 13.0.0 in brackets):
 //! - PNG inputs, where decoding is exact, so this is the resize alone (the fixed-point
 //!   rounding of two convolutions): at most 1 / 0.05 [1 / 0.014];
-//! - JPEG inputs decoded in full (RGB, EXIF-rotated, CMYK): at most 4 / 0.25 [3 / 0.16]
-//!   (jpeg-decoder and libjpeg-turbo round the IDCT and upsample chroma differently);
+//! - JPEG inputs decoded in full (RGB, EXIF-rotated: zune-jpeg; CMYK: jpeg-decoder): at
+//!   most 4 / 0.6 [4 / 0.53] (zune-jpeg and libjpeg-turbo round the IDCT and the colour
+//!   conversion differently; jpeg-decoder, used for all of them before, gave 3 / 0.16);
 //! - a JPEG decoded at 1/4 in the DCT, against Pillow's full decode: at most 40 / 2.0
 //!   [36 / 1.9]. Reducing in the DCT is not the bicubic filter, and jpeg-decoder
 //!   upsamples chroma where libjpeg scales it in the IDCT: on this saturated, hard-edged
@@ -76,7 +77,7 @@ fn prepared_images_match_pillow_within_the_stated_tolerance() {
         assert_eq!(pillow.dimensions(), (size, size), "{name}");
         let (max_tol, mean_tol) = match (input.ends_with(".jpg"), dct_scaling) {
             (false, _) => (1, 0.05),
-            (true, false) => (4, 0.25),
+            (true, false) => (4, 0.6),
             (true, true) => (40, 2.0),
         };
         let diff = difference(ours.as_raw(), pillow.as_raw());

@@ -110,6 +110,7 @@ pub(crate) fn decode(
     let mut decoded = match header.format {
         Format::Jpeg => super::jpeg::decode(
             bytes,
+            (header.width, header.height),
             scale_to,
             usize::try_from(max_bytes).unwrap_or(usize::MAX),
         )?,

@@ -40,15 +40,24 @@ images, 16 × 16 = 256 codes of a 256-entry codebook), the config that
 either order. Needs torch and transformers (with `models/janus`):
 
     $HOME/.cache/reasongen-torch/bin/python scripts/janus_parity.py
+
+`--check-checkpoint DIR` instead loads a model folder that reasongen wrote (e.g. after
+SFT from `original/`: DeepSeek's layout, F32 safetensors, the parity model's sizes) into
+transformers' Janus, writes its logits on the golden mixed sequence to
+`DIR/python_logits.safetensors`, and compares them with `DIR/candle_logits.safetensors`
+when reasongen wrote those (exit status 1 beyond 1e-4):
+
+    $HOME/.cache/reasongen-torch/bin/python scripts/janus_parity.py --check-checkpoint DIR
 """
 
 import json
 import math
 import shutil
+import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     GenerationConfig,
@@ -484,5 +493,53 @@ def main():
     print(f"wrote {OUT} ({size / 1e6:.2f} MB)")
 
 
+def check_checkpoint(folder: Path) -> int:
+    """Load reasongen's written checkpoint into transformers and compare logits."""
+    torch.set_grad_enabled(False)
+    tok = Tokenizer.from_file(str(OUT / "tokenizer.json"))
+    ids = {
+        "bos": tok.token_to_id(BOS),
+        "eos": tok.token_to_id(EOS),
+        "pad": tok.token_to_id(PAD),
+        "image": tok.token_to_id("<image_placeholder>"),
+    }
+    model = build_model(ids).float()
+    written = load_file(str(folder / "model.safetensors"))
+    state = model.state_dict()
+    used = set()
+    for hf in state:
+        original = original_key(hf)
+        if original is None or original.startswith("gen_vision_model."):
+            continue  # the understanding path and the VQ are not trained
+        if original not in written:
+            raise SystemExit(f"{folder}: no tensor `{original}` (for transformers' `{hf}`)")
+        if tuple(written[original].shape) != tuple(state[hf].shape):
+            raise SystemExit(f"{folder}: `{original}` is {tuple(written[original].shape)}, transformers wants {tuple(state[hf].shape)}")
+        state[hf] = written[original].float()
+        used.add(original)
+    if set(written) - used:
+        raise SystemExit(f"{folder}: tensors transformers has no place for: {sorted(set(written) - used)}")
+    model.load_state_dict(state)
+    golden = load_file(str(OUT / "golden.safetensors"))
+    mixed = golden["mixed.ids"][None].long()
+    mask = golden["mixed.image_mask"][None].bool()
+    text, image = forward_logits(model, mixed, mask)
+    save_file({"text_logits": text[0].contiguous(), "image_logits": image[0].contiguous()},
+              str(folder / "python_logits.safetensors"))
+    print(f"{folder}: {len(used)} tensors loaded into transformers' Janus; logits written")
+    theirs = folder / "candle_logits.safetensors"
+    if not theirs.exists():
+        return 0
+    ours = load_file(str(theirs))
+    worst = 0.0
+    for name, ref in (("text_logits", text[0]), ("image_logits", image[0])):
+        diff = (ours[name].float() - ref).abs().max().item()
+        worst = max(worst, diff)
+        print(f"  {name}: max |reasongen − transformers| = {diff:.2e} over {tuple(ref.shape)}")
+    return 0 if worst <= 1e-4 else 1
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--check-checkpoint":
+        sys.exit(check_checkpoint(Path(sys.argv[2])))
     main()

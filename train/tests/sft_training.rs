@@ -312,8 +312,18 @@ fn a_fixed_batch_is_overfit_to_near_zero_loss() {
     assert!(last.text_loss.unwrap() < 0.05 && last.image_loss.unwrap() < 0.05);
 }
 
+/// Bitwise on one thread: with several, candle's CPU matmul (the `gemm` crate) does not
+/// give the same bits run to run, so neither would two uninterrupted runs.
 #[test]
 fn a_resumed_run_gives_bitwise_the_same_losses() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    pool.install(resume_matches);
+}
+
+fn resume_matches() {
     let dir = model_folder();
     let config = SftConfig {
         steps: 6,
@@ -457,4 +467,107 @@ fn bad_samples_are_named() {
     };
     let (kept, skipped) = examples((0..3).map(sample), &text(), &short, IMAGE_VOCAB).unwrap();
     assert_eq!((kept.len(), skipped), (0, 3));
+}
+
+fn parity_fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/janus")
+}
+
+/// Text and image logits at every position of the golden mixed sequence.
+fn golden_logits(model: &train::janus::Janus) -> (Tensor, Tensor) {
+    let golden =
+        candle_core::safetensors::load(parity_fixtures().join("golden.safetensors"), &Device::Cpu)
+            .unwrap();
+    let ids = golden["mixed.ids"]
+        .to_dtype(DType::U32)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let image = golden["mixed.image_mask"].unsqueeze(0).unwrap();
+    let t = ids.dim(1).unwrap();
+    let embeds = model.embed_mixed(&ids, &image).unwrap();
+    let h = model
+        .forward(&embeds, &Padding::none(1, t), None, Ops::Differentiable)
+        .unwrap()
+        .squeeze(0)
+        .unwrap();
+    (
+        model.text_logits(&h).unwrap(),
+        model.image_logits(&h).unwrap(),
+    )
+}
+
+/// The parity model after a few SFT steps, written where the Python reference can load
+/// it (`REASONGEN_SFT_PARITY_OUT`, else a temporary folder) with our logits beside it:
+/// `scripts/janus_parity.py --check-checkpoint DIR` compares them.
+#[test]
+fn sft_from_the_parity_model_writes_what_the_python_reference_reads() {
+    let original = parity_fixtures().join("original");
+    let model_config = JanusConfig::from_file(&original.join("config.json")).unwrap();
+    let params = Params::from_checkpoint(&original, &model_config, &Device::Cpu).unwrap();
+    let config = SftConfig {
+        steps: 3,
+        batch_size: 2,
+        lr: 1e-2,
+        warmup_ratio: 0.0,
+        ..SftConfig::default()
+    };
+    let ex = prepared(4, &config);
+    let mut t = Trainer::new(config, model_config, text(), params, ex, DType::F32).unwrap();
+    for _ in 0..3 {
+        t.train_step().unwrap();
+    }
+    let temp = tempfile::tempdir().unwrap();
+    let out = std::env::var_os("REASONGEN_SFT_PARITY_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| temp.path().to_path_buf());
+    t.save_model(&out, &original.join("tokenizer.json"))
+        .unwrap();
+    let loaded = load(&out, &Device::Cpu).unwrap();
+    let (text_logits, image_logits) = golden_logits(&loaded.model);
+    let ours = t.params().model(loaded.model.config(), DType::F32).unwrap();
+    let (a, b) = golden_logits(&ours);
+    let max = |x: &Tensor, y: &Tensor| {
+        (x - y)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    assert_eq!(max(&a, &text_logits), 0.0);
+    assert_eq!(max(&b, &image_logits), 0.0);
+    candle_core::safetensors::save(
+        &[("text_logits", text_logits), ("image_logits", image_logits)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        out.join("candle_logits.safetensors"),
+    )
+    .unwrap();
+}
+
+/// A checkpoint the test above wrote, loaded by `scripts/janus_parity.py
+/// --check-checkpoint` into transformers: its logits there are ours.
+#[test]
+fn a_checkpoint_we_wrote_gives_the_python_references_logits() {
+    let dir = parity_fixtures().join("sft_written");
+    let loaded = load(&dir, &Device::Cpu).unwrap();
+    let reference =
+        candle_core::safetensors::load(dir.join("python_logits.safetensors"), &Device::Cpu)
+            .unwrap();
+    let (text_logits, image_logits) = golden_logits(&loaded.model);
+    for (name, ours) in [("text_logits", text_logits), ("image_logits", image_logits)] {
+        let diff = (&ours - &reference[name])
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff <= 1e-4, "{name}: {diff}");
+    }
 }

@@ -1,10 +1,11 @@
 //! The training loop of one SFT run: draw the step's samples, build their sequences,
-//! cut them into length-bucketed micro-batches, accumulate the gradients of each
-//! micro-batch's loss (scaled by 1 / micro-batches, as ReasonGen-R1), clip the global
-//! norm, and take one AdamW step at the schedule's learning rate.
+//! cut them into length-bucketed micro-batches ([`Trainer`]); accumulate the gradients
+//! of each micro-batch's loss (scaled by 1 / micro-batches, as ReasonGen-R1), clip the
+//! global norm, and take one AdamW step at the schedule's learning rate ([`Stepper`],
+//! which the benchmark drives with synthetic batches).
 
 use super::config::SftConfig;
-use super::data::{Batch, Builder, Draws, Example, Order, Position, Weights, buckets};
+use super::data::{Batch, Builder, Draws, Example, Order, Position, Sequence, Weights, buckets};
 use super::loss::loss;
 use super::optim::{AdamW, AdamWConfig, clip, learning_rate};
 use super::params::Params;
@@ -96,86 +97,54 @@ pub fn examples(
     Ok((out, skipped))
 }
 
-/// One SFT run in progress.
-pub struct Trainer {
-    config: SftConfig,
+/// What one optimiser step did, before the bookkeeping.
+pub struct Update {
+    /// The weighted loss that was minimised.
+    pub loss: f64,
+    pub text_sum: f64,
+    pub text_labels: usize,
+    pub image_sum: f64,
+    pub image_labels: usize,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    pub tokens: usize,
+    pub positions: usize,
+}
+
+/// The model's parameters and their optimiser: one step on given micro-batches.
+pub struct Stepper {
     model_config: JanusConfig,
-    text: TextTokenizer,
-    params: Params,
+    pub(crate) params: Params,
     decays: Vec<bool>,
-    optimizer: AdamW,
-    examples: Vec<Example>,
-    order: Order,
-    step: usize,
-    metrics: Vec<StepMetrics>,
+    pub(crate) optimizer: AdamW,
     dtype: DType,
     /// The FP32 model sees the updates in place and is built once; a BF16 one is
     /// rebuilt after each update.
     model: Option<Janus>,
 }
 
-impl Trainer {
-    /// A run from step 0; the computation is in `dtype` (FP32 masters either way).
+impl Stepper {
+    /// Zero optimiser state over `params`; the computation is in `dtype`.
     pub fn new(
-        config: SftConfig,
         model_config: JanusConfig,
-        text: TextTokenizer,
         params: Params,
-        examples: Vec<Example>,
+        adamw: AdamWConfig,
         dtype: DType,
-    ) -> Result<Trainer> {
-        config.check().map_err(JanusError::Invalid)?;
-        if examples.is_empty() {
-            return Err(JanusError::Invalid("no samples to train on".into()));
-        }
-        let optimizer = AdamW::new(
-            AdamWConfig {
-                beta1: config.beta1,
-                beta2: config.beta2,
-                eps: config.eps,
-                weight_decay: config.weight_decay,
-            },
-            &params.vars,
-        )?;
+    ) -> Result<Stepper> {
+        let optimizer = AdamW::new(adamw, &params.vars)?;
         let decays = (0..params.vars.len()).map(|i| params.decays(i)).collect();
-        let order = Order::new(
-            config.seed,
-            examples.len(),
-            Position {
-                epoch: 0,
-                cursor: 0,
-            },
-        );
-        Ok(Trainer {
-            config,
+        Ok(Stepper {
             model_config,
-            text,
             params,
             decays,
             optimizer,
-            examples,
-            order,
-            step: 0,
-            metrics: Vec::new(),
             dtype,
             model: None,
         })
     }
 
-    pub fn step(&self) -> usize {
-        self.step
-    }
-
-    pub fn metrics(&self) -> &[StepMetrics] {
-        &self.metrics
-    }
-
     pub fn params(&self) -> &Params {
         &self.params
-    }
-
-    pub fn text(&self) -> &TextTokenizer {
-        &self.text
     }
 
     pub fn device(&self) -> Device {
@@ -192,8 +161,119 @@ impl Trainer {
         Ok(self.model.as_ref().expect("built above"))
     }
 
+    /// Accumulate the gradients of every micro-batch's loss (each scaled by
+    /// 1 / micro-batches), clip their global norm to `clip_norm` and update at `lr`.
+    pub fn update(&mut self, batches: &[Batch], lr: f64, clip_norm: f64) -> Result<Update> {
+        let scale = 1.0 / batches.len().max(1) as f64;
+        let mut grads: Vec<Option<Tensor>> = vec![None; self.params.vars.len()];
+        let mut out = Update {
+            loss: 0.0,
+            text_sum: 0.0,
+            text_labels: 0,
+            image_sum: 0.0,
+            image_labels: 0,
+            grad_norm: 0.0,
+            tokens: 0,
+            positions: 0,
+        };
+        for batch in batches {
+            let parts = loss(self.model()?, batch, scale)?;
+            out.loss += parts.loss.to_scalar::<f32>()? as f64;
+            out.tokens += batch.tokens;
+            out.positions += batch.positions;
+            out.text_sum += parts.text_sum;
+            out.text_labels += parts.text_labels;
+            out.image_sum += parts.image_sum;
+            out.image_labels += parts.image_labels;
+            let store = parts.loss.backward()?;
+            for (slot, var) in grads.iter_mut().zip(&self.params.vars) {
+                if let Some(g) = store.get(var.as_tensor()) {
+                    let g = g.to_dtype(DType::F32)?;
+                    *slot = Some(match slot.take() {
+                        Some(sum) => (sum + g)?,
+                        None => g,
+                    });
+                }
+            }
+        }
+        out.grad_norm = clip(&mut grads, clip_norm)?;
+        self.optimizer
+            .update(&self.params.vars, &grads, &self.decays, lr)?;
+        if self.dtype != DType::F32 {
+            self.model = None;
+        }
+        Ok(out)
+    }
+}
+
+/// One SFT run in progress.
+pub struct Trainer {
+    config: SftConfig,
+    text: TextTokenizer,
+    stepper: Stepper,
+    examples: Vec<Example>,
+    order: Order,
+    step: usize,
+    metrics: Vec<StepMetrics>,
+}
+
+impl Trainer {
+    /// A run from step 0; the computation is in `dtype` (FP32 masters either way).
+    pub fn new(
+        config: SftConfig,
+        model_config: JanusConfig,
+        text: TextTokenizer,
+        params: Params,
+        examples: Vec<Example>,
+        dtype: DType,
+    ) -> Result<Trainer> {
+        config.check().map_err(JanusError::Invalid)?;
+        if examples.is_empty() {
+            return Err(JanusError::Invalid("no samples to train on".into()));
+        }
+        let adamw = AdamWConfig {
+            beta1: config.beta1,
+            beta2: config.beta2,
+            eps: config.eps,
+            weight_decay: config.weight_decay,
+        };
+        let order = Order::new(
+            config.seed,
+            examples.len(),
+            Position {
+                epoch: 0,
+                cursor: 0,
+            },
+        );
+        Ok(Trainer {
+            stepper: Stepper::new(model_config, params, adamw, dtype)?,
+            config,
+            text,
+            examples,
+            order,
+            step: 0,
+            metrics: Vec::new(),
+        })
+    }
+
+    pub fn step(&self) -> usize {
+        self.step
+    }
+
+    pub fn metrics(&self) -> &[StepMetrics] {
+        &self.metrics
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.stepper.params
+    }
+
+    pub fn text(&self) -> &TextTokenizer {
+        &self.text
+    }
+
     /// The sequences of the next step's samples.
-    fn next_sequences(&mut self) -> Result<Vec<super::data::Sequence>> {
+    fn next_sequences(&mut self) -> Result<Vec<Sequence>> {
         let builder = Builder {
             text: &self.text,
             template: self.config.template(),
@@ -218,7 +298,6 @@ impl Trainer {
     pub fn train_step(&mut self) -> Result<StepMetrics> {
         let start = Instant::now();
         let sequences = self.next_sequences()?;
-        let micro = buckets(sequences, self.config.batch_size);
         let w = self.config.loss_weights;
         let weights = Weights {
             text: w.text as f32,
@@ -226,53 +305,28 @@ impl Trainer {
             begin_of_image: w.begin_of_image as f32,
         };
         let pad = self.text.special.pad;
-        let device = self.device();
-        let scale = 1.0 / micro.len() as f64;
-        let mut grads: Vec<Option<Tensor>> = vec![None; self.params.vars.len()];
-        let (mut total, mut tokens, mut positions) = (0.0, 0, 0);
-        let (mut text_sum, mut text_n, mut image_sum, mut image_n) = (0.0, 0, 0.0, 0);
-        for rows in &micro {
-            let batch = Batch::new(rows, pad, weights, &device)?;
-            let parts = loss(self.model()?, &batch, scale)?;
-            total += parts.loss.to_scalar::<f32>()? as f64;
-            (tokens, positions) = (tokens + batch.tokens, positions + batch.positions);
-            text_sum += parts.text_sum;
-            text_n += parts.text_labels;
-            image_sum += parts.image_sum;
-            image_n += parts.image_labels;
-            let store = parts.loss.backward()?;
-            for (slot, var) in grads.iter_mut().zip(&self.params.vars) {
-                if let Some(g) = store.get(var.as_tensor()) {
-                    let g = g.to_dtype(DType::F32)?;
-                    *slot = Some(match slot.take() {
-                        Some(sum) => (sum + g)?,
-                        None => g,
-                    });
-                }
-            }
-        }
-        let grad_norm = clip(&mut grads, self.config.clip_norm)?;
+        let device = self.stepper.device();
+        let batches = buckets(sequences, self.config.batch_size)
+            .iter()
+            .map(|rows| Batch::new(rows, pad, weights, &device))
+            .collect::<Result<Vec<_>>>()?;
         let c = &self.config;
         let lr = learning_rate(self.step, c.steps, c.lr, c.warmup_ratio, c.min_lr_ratio);
-        self.optimizer
-            .update(&self.params.vars, &grads, &self.decays, lr)?;
-        if self.dtype != DType::F32 {
-            self.model = None;
-        }
+        let u = self.stepper.update(&batches, lr, c.clip_norm)?;
         self.step += 1;
         let seconds = start.elapsed().as_secs_f64();
         let mean = |sum: f64, n: usize| (n > 0).then(|| sum / n as f64);
         let metrics = StepMetrics {
             step: self.step,
-            loss: total,
-            text_loss: mean(text_sum, text_n),
-            image_loss: mean(image_sum, image_n),
+            loss: u.loss,
+            text_loss: mean(u.text_sum, u.text_labels),
+            image_loss: mean(u.image_sum, u.image_labels),
             lr,
-            grad_norm,
-            tokens,
-            positions,
+            grad_norm: u.grad_norm,
+            tokens: u.tokens,
+            positions: u.positions,
             seconds,
-            tokens_per_s: tokens as f64 / seconds.max(1e-9),
+            tokens_per_s: u.tokens as f64 / seconds.max(1e-9),
         };
         self.metrics.push(metrics.clone());
         Ok(metrics)
@@ -281,29 +335,31 @@ impl Trainer {
     /// A resumable checkpoint of the run as it stands ([`state`]).
     pub fn checkpoint(&self) -> Result<Vec<u8>> {
         state::encode(
-            &self.params,
-            &self.optimizer,
+            &self.stepper.params,
+            &self.stepper.optimizer,
             &Progress {
                 step: self.step,
                 position: self.order.position().clone(),
                 metrics: self.metrics.clone(),
-                names: self.params.names.clone(),
+                names: self.stepper.params.names.clone(),
             },
         )
     }
 
     /// Continue from a checkpoint of this run.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
-        let restored = state::decode(bytes, &self.device())?;
-        if restored.progress.names != self.params.names {
+        let restored = state::decode(bytes, &self.stepper.device())?;
+        if restored.progress.names != self.stepper.params.names {
             return Err(JanusError::Invalid(
                 "the training checkpoint holds other parameters than the model".into(),
             ));
         }
-        self.params = restored.params;
-        self.optimizer.m = restored.m;
-        self.optimizer.v = restored.v;
-        self.optimizer.step = restored.optimizer_step;
+        let s = &mut self.stepper;
+        s.params = restored.params;
+        s.optimizer.m = restored.m;
+        s.optimizer.v = restored.v;
+        s.optimizer.step = restored.optimizer_step;
+        s.model = None;
         self.step = restored.progress.step;
         self.metrics = restored.progress.metrics;
         self.order = Order::new(
@@ -311,7 +367,6 @@ impl Trainer {
             self.examples.len(),
             restored.progress.position,
         );
-        self.model = None;
         Ok(())
     }
 
@@ -323,7 +378,7 @@ impl Trainer {
             source: e,
         })?;
         let config = dir.join("config.json");
-        let json = serde_json::to_vec_pretty(&self.model_config.to_json())
+        let json = serde_json::to_vec_pretty(&self.stepper.model_config.to_json())
             .map_err(|e| JanusError::Invalid(e.to_string()))?;
         std::fs::write(&config, json).map_err(|e| JanusError::Io {
             path: config.clone(),
@@ -333,6 +388,8 @@ impl Trainer {
             path: tokenizer.to_path_buf(),
             source: e,
         })?;
-        self.params.save(&dir.join("model.safetensors"), DType::F32)
+        self.stepper
+            .params
+            .save(&dir.join("model.safetensors"), DType::F32)
     }
 }

@@ -5,6 +5,7 @@ mod dag;
 mod images;
 mod janus;
 mod janus_parity;
+mod llm;
 mod memo;
 mod patch_vq;
 mod tables;
@@ -25,6 +26,9 @@ pub enum BenchCommand {
     /// Image preparation: N photo-like images decoded, resized, encoded and written,
     /// beside img2dataset.
     Images(images::ImagesBenchArgs),
+    /// LLM requests: N requests at concurrency C through `rationale.plan` against a
+    /// loopback server (instant, then with latency), beside Bespoke Curator and distilabel.
+    Llm(llm::LlmBenchArgs),
     /// Janus-Pro generation: tokens/s and images/s of the tiny and shapes-world presets
     /// with random weights, plain and with a rationale, at a batch size and CFG weight.
     Janus(janus::JanusBenchArgs),
@@ -40,6 +44,7 @@ pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
         BenchCommand::Tables(a) => tables::run(a),
         BenchCommand::PatchVq(a) => patch_vq::run(a),
         BenchCommand::Images(a) => images::run(a),
+        BenchCommand::Llm(a) => llm::run(a),
         BenchCommand::Janus(a) => janus::run(a),
         BenchCommand::JanusParity(a) => janus_parity::run(a),
     }

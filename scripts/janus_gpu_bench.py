@@ -26,6 +26,7 @@ CPU. Written in a session without a GPU: the GPU run has not been made yet.
 """
 
 import argparse
+import inspect
 import json
 import re
 import shutil
@@ -154,6 +155,22 @@ def sync(setup):
         torch.cuda.synchronize()
 
 
+def tolerate_missing_prefill_chunk_size(model):
+    """Some transformers releases (5.17) call `_prepare_static_cache` from Janus's
+    image `generate` without the `prefill_chunk_size` that `GenerationMixin` requires:
+    supply its default (no chunking) when the caller leaves it out."""
+    prepare = model._prepare_static_cache
+    if "prefill_chunk_size" not in inspect.signature(prepare).parameters:
+        return
+
+    def prepare_with_default(*args, **kwargs):
+        if len(args) < 4:
+            kwargs.setdefault("prefill_chunk_size", None)
+        return prepare(*args, **kwargs)
+
+    model._prepare_static_cache = prepare_with_default
+
+
 def transformers_side(setup, model, tok, tok_ids, prompts, batch, runs, cfg):
     encode = lambda p: tok.encode(f"<|User|>: {p}\n\n<|Assistant|>:", add_special_tokens=False).ids  # noqa: E731
     rows = [[tok_ids["bos"]] + encode(p) + [tok_ids["boi"]] for p in prompts]
@@ -171,6 +188,7 @@ def transformers_side(setup, model, tok, tok_ids, prompts, batch, runs, cfg):
         max_new_tokens=image_tokens(setup),
         generation_kwargs={"boi_token_id": tok_ids["boi"]},
     )
+    tolerate_missing_prefill_chunk_size(model)
     codes_s, decode_s = [], []
     for run in range(runs + 1):
         sync(setup)

@@ -106,10 +106,11 @@ fn left_pad(model: &Janus, rows: &[Vec<u32>], pad: u32) -> Result<(Tensor, Paddi
     Ok((ids, Padding::left(&lengths, width)))
 }
 
-/// The last position's hidden state of each row, [B, H].
+/// The last position's hidden state of each row, [B, H], contiguous (CUDA's matmul
+/// takes no strided rows).
 fn last(hidden: &Tensor) -> Result<Tensor> {
     let t = hidden.dim(1)?;
-    Ok(hidden.i((.., t - 1, ..))?)
+    Ok(hidden.i((.., t - 1, ..))?.contiguous()?)
 }
 
 /// Sample each row's rationale; returns the token lists as they end (stop token kept

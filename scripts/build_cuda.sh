@@ -88,7 +88,7 @@ readelf -d "$BIN" | grep NEEDED
 mkdir -p "$REPO/gpu"
 STRIPPED="$(mktemp)"
 strip -o "$STRIPPED" "$BIN"
-xz -T0 -6 -c "$STRIPPED" >"$REPO/$OUT_BIN.part"
+xz -T0 -3 -c "$STRIPPED" >"$REPO/$OUT_BIN.part"
 rm "$STRIPPED"
 mv "$REPO/$OUT_BIN.part" "$REPO/$OUT_BIN"
 ls -l "$REPO/$OUT_BIN"

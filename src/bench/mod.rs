@@ -8,6 +8,7 @@ mod janus_parity;
 mod llm;
 mod memo;
 mod patch_vq;
+mod sft;
 mod tables;
 
 use anyhow::Result;
@@ -35,6 +36,10 @@ pub enum BenchCommand {
     /// Janus-Pro and VQ-16 against transformers' goldens on any device and dtype (BF16
     /// on a GPU): logit, pixel and greedy-code errors, checked against a tolerance.
     JanusParity(janus_parity::JanusParityBenchArgs),
+    /// SFT: forward, backward and AdamW step time, tokens/s and MFU of the tiny, shapes
+    /// or Janus-Pro-1B sizes with random weights (`scripts/sft_gpu_bench.py` puts
+    /// PyTorch beside it).
+    Sft(sft::SftBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
@@ -47,6 +52,7 @@ pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
         BenchCommand::Llm(a) => llm::run(a),
         BenchCommand::Janus(a) => janus::run(a),
         BenchCommand::JanusParity(a) => janus_parity::run(a),
+        BenchCommand::Sft(a) => sft::run(a),
     }
 }
 

@@ -1,0 +1,190 @@
+//! The SFT step benchmark: forward, backward and AdamW of the Janus-Pro generation
+//! path on synthetic sequences (text then image codes, every label in the loss), with
+//! FP32 master weights (BF16 compute on a GPU). Prints step time, tokens/s and, on a
+//! GPU, model FLOPs utilisation. `scripts/sft_gpu_bench.py` runs the same step in
+//! PyTorch (transformers' Janus) and this command, and prints both.
+//!
+//! FLOPs per step (the PaLM convention, no causal halving, also in the script):
+//! 6 × (decoder matmul parameters) per token + 12 × layers × width × sequence per
+//! token for attention, + 6 × the head used at each label (lm_head on text labels,
+//! gen_head on image labels) + 6 × gen_aligner per image input.
+
+use anyhow::{Result, bail};
+use std::process::ExitCode;
+use std::time::Instant;
+use train::janus::config::{JanusConfig, LlamaConfig};
+use train::janus::load::{DeviceChoice, dtype_for};
+use train::sft::data::{Batch, Kind, Sequence, Weights, draw};
+use train::sft::optim::AdamWConfig;
+use train::sft::params::Params;
+use train::sft::trainer::Stepper;
+
+#[derive(clap::Args)]
+pub struct SftBenchArgs {
+    /// `tiny` (2 × 64), `small` (4 × 256) or `1b` (Janus-Pro-1B's sizes).
+    #[arg(long, default_value = "small")]
+    preset: String,
+    /// `cpu`, `cuda` or `auto`.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceChoice,
+    /// Sequences per step (one micro-batch).
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Tokens per sequence (default: 320 for tiny/small, 1024 for 1b).
+    #[arg(long)]
+    seq: Option<usize>,
+    /// Timed steps, after the warm-up steps.
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// The accelerator's dense BF16 peak for MFU (H100/H200 SXM: 989).
+    #[arg(long, default_value_t = 989.0)]
+    peak_tflops: f64,
+    /// Print one JSON line of the figures instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Janus-Pro-1B's generation path (janus_candle.md A1).
+fn janus_pro_1b() -> JanusConfig {
+    let mut c = JanusConfig::small(102_400, 16_384);
+    c.language = LlamaConfig {
+        vocab_size: 102_400,
+        hidden_size: 2048,
+        intermediate_size: 5632,
+        num_hidden_layers: 24,
+        num_attention_heads: 16,
+        num_key_value_heads: 16,
+        head_dim: 128,
+        max_position_embeddings: 16384,
+        ..LlamaConfig::default()
+    };
+    c.head_embed = 2048;
+    c.vq = Default::default();
+    c
+}
+
+fn preset(name: &str) -> Result<(JanusConfig, usize, usize)> {
+    Ok(match name {
+        "tiny" => (JanusConfig::tiny(1024, 256), 256, 320),
+        "small" => (JanusConfig::small(1024, 256), 256, 320),
+        "1b" => (janus_pro_1b(), 576, 1024),
+        other => bail!("preset `{other}`: tiny, small or 1b"),
+    })
+}
+
+/// Model FLOPs of one step over `rows` sequences of `text` then `image` tokens.
+fn flops(c: &JanusConfig, rows: usize, text: usize, image: usize) -> f64 {
+    let l = &c.language;
+    let (h, q, kv) = (
+        l.hidden_size as f64,
+        (l.num_attention_heads * l.head_dim) as f64,
+        (l.num_key_value_heads * l.head_dim) as f64,
+    );
+    let layer = 2.0 * h * q + 2.0 * h * kv + 3.0 * h * l.intermediate_size as f64;
+    let seq = (text + image) as f64;
+    let per_token =
+        6.0 * layer * l.num_hidden_layers as f64 + 12.0 * l.num_hidden_layers as f64 * q * seq;
+    let head_embed = c.head_embed as f64;
+    let gen_head = h * head_embed + head_embed * c.image_vocab as f64;
+    let aligner = c.code_dim as f64 * h + (c.aligner_depth - 1) as f64 * h * h;
+    // Positions 0..seq-1 predict the next token: text − 1 text labels, then the last
+    // text token and every code but the last predict the image codes.
+    let labels_text = text as f64 - 1.0;
+    let labels_image = image as f64;
+    let per_row = per_token * seq
+        + 6.0 * labels_text * h * l.vocab_size as f64
+        + 6.0 * labels_image * gen_head
+        + 6.0 * image as f64 * aligner;
+    per_row * rows as f64
+}
+
+pub fn run(args: SftBenchArgs) -> Result<ExitCode> {
+    let (config, image_tokens, default_seq) = preset(&args.preset)?;
+    let seq = args.seq.unwrap_or(default_seq);
+    let image = image_tokens.min(seq / 2);
+    let text = seq - image;
+    if text < 2 {
+        bail!("--seq {seq} is too short");
+    }
+    let device = args.device.open().map_err(anyhow::Error::msg)?;
+    let dtype = dtype_for(&device);
+    let params = Params::random(&config, &device)?;
+    let count = params.count();
+    let adamw = AdamWConfig {
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        weight_decay: 0.01,
+    };
+    let mut stepper = Stepper::new(config.clone(), params, adamw, dtype)?;
+    let vocab = config.language.vocab_size as u64;
+    let rows: Vec<Sequence> = (0..args.batch)
+        .map(|r| {
+            let mut ids: Vec<u32> = (0..text)
+                .map(|j| (draw(&(r, j, "text")) % vocab) as u32)
+                .collect();
+            ids.extend(
+                (0..image).map(|j| (draw(&(r, j, "image")) % config.image_vocab as u64) as u32),
+            );
+            let is_image: Vec<bool> = (0..seq).map(|j| j >= text).collect();
+            let labels = (1..seq)
+                .map(|j| Some(if is_image[j] { Kind::Image } else { Kind::Text }))
+                .collect();
+            Sequence {
+                ids,
+                is_image,
+                labels,
+            }
+        })
+        .collect();
+    let weights = Weights {
+        text: 2.0,
+        image: 1.0,
+        begin_of_image: 0.0,
+    };
+    let batch = Batch::new(&rows, 0, weights, &device)?;
+    for _ in 0..args.warmup {
+        stepper.update(std::slice::from_ref(&batch), 1e-5, 1.0)?;
+    }
+    device.synchronize()?;
+    let start = Instant::now();
+    let mut loss = 0.0;
+    for _ in 0..args.steps {
+        loss = stepper
+            .update(std::slice::from_ref(&batch), 1e-5, 1.0)?
+            .loss;
+    }
+    device.synchronize()?;
+    let step_s = start.elapsed().as_secs_f64() / args.steps.max(1) as f64;
+    let tokens_per_s = (args.batch * seq) as f64 / step_s;
+    let tflops = flops(&config, args.batch, text, image) / step_s / 1e12;
+    let mfu = (!device.is_cpu()).then(|| tflops / args.peak_tflops);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "impl": "reasongen (candle)", "preset": args.preset, "device": format!("{device:?}"),
+                "dtype": format!("{dtype:?}"), "parameters": count, "batch": args.batch, "seq": seq,
+                "text_tokens": text, "image_tokens": image, "step_s": step_s,
+                "tokens_per_s": tokens_per_s, "tflops": tflops, "mfu": mfu, "loss": loss,
+            })
+        );
+    } else {
+        println!(
+            "SFT step, preset {} ({:.1} M parameters, FP32 masters, {dtype:?} compute) on {device:?}",
+            args.preset,
+            count as f64 / 1e6
+        );
+        println!(
+            "  batch {} × {seq} tokens ({text} text + {image} image): {:.3} s/step, {:.0} tokens/s, {:.2} TFLOP/s{}",
+            args.batch,
+            step_s,
+            tokens_per_s,
+            tflops,
+            mfu.map_or(String::new(), |m| format!(", MFU {:.1}%", 100.0 * m))
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -2,6 +2,7 @@
 //! candle, generation, SFT, GRPO, rewards, the optimiser and checkpoints as they land;
 //! and the stages that use a model.
 
+pub mod init;
 pub mod janus;
 pub mod patch_vq;
 pub mod patch_vq_eval;

@@ -27,9 +27,10 @@ pub enum EvalError {
     Vq(#[from] VqError),
 }
 
-/// Train a `patch`×`patch`, `codebook_size` VQ on `images` random 64×64 renders and
-/// measure it on `per_task` held-out prompts of each GenEval task.
+/// Train a `patch`×`patch`, `codebook_size` VQ on `images` random `size`×`size`
+/// renders and measure it on `per_task` held-out prompts of each GenEval task.
 pub fn measure(
+    size: u32,
     patch: u32,
     codebook_size: u32,
     images: usize,
@@ -37,14 +38,14 @@ pub fn measure(
 ) -> Result<VqReport, EvalError> {
     let mut g = SceneGenerator::new(11).avoiding(HeldOut::standard());
     let train = (0..images)
-        .map(|_| Ok(render(&g.random()?, 64)))
+        .map(|_| Ok(render(&g.random()?, size)))
         .collect::<Result<Vec<_>, ShapesError>>()?;
     let started = std::time::Instant::now();
     let vq = PatchVq::train(
         &train,
         &TrainOptions {
             config: PatchVqConfig {
-                image_size: 64,
+                image_size: size,
                 patch,
                 codebook_size,
             },
@@ -63,7 +64,7 @@ pub fn measure(
     let mut total_psnr = 0.0;
     let mut results = Vec::with_capacity(records.len());
     for record in &records {
-        let img = render(&scenes.for_metadata(record)?, 64);
+        let img = render(&scenes.for_metadata(record)?, size);
         let back = vq.decode(&vq.encode(&img)?)?;
         total_psnr += psnr(&img, &back);
         results.push((record, judge.score(&back, record).correct));

@@ -7,7 +7,7 @@ use train::patch_vq_eval::measure;
 /// judge falls to 62% at 256 codes (`reasongen bench patch-vq` prints the grid).
 #[test]
 fn reconstructions_keep_the_judge_right_4x4_patches_256_codes() {
-    let r = measure(4, 256, 400, 30).unwrap();
+    let r = measure(64, 4, 256, 400, 30).unwrap();
     println!(
         "patch 4, 256 codes: PSNR {:.2} dB, judge on reconstructions {:.1}%\n{}",
         r.mean_psnr,

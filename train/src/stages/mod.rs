@@ -1,7 +1,9 @@
-//! Stages that train or use a model: the patch VQ's training, the tokenize node,
-//! generation with Janus-Pro and its supervised fine-tuning (`model.sft`).
+//! Stages that train or use a model: the patch VQ's training, the tokenize node, a
+//! fresh Janus-Pro model (`model.init`), generation with Janus-Pro and its supervised
+//! fine-tuning (`model.sft`).
 
 pub mod generate;
+pub mod init;
 pub mod patch_vq;
 pub mod sft;
 pub mod tokenize;
@@ -10,6 +12,7 @@ use pipeline::Registry;
 
 pub fn register(registry: &mut Registry) {
     registry.register(generate::Generate);
+    registry.register(init::InitModel);
     registry.register(patch_vq::TrainPatchVq);
     registry.register(sft::Sft);
     registry.register(tokenize::Tokenize);

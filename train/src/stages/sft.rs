@@ -67,6 +67,12 @@ impl Evaluator {
                 chosen.push(p);
             }
         }
+        if chosen.is_empty() {
+            return Err(StageError::msg(format!(
+                "eval_prompts ({}) has no prompts",
+                input.node
+            )));
+        }
         let mut records = HashMap::new();
         for p in &chosen {
             let text = p.metadata.as_deref().ok_or_else(|| {
@@ -80,6 +86,7 @@ impl Evaluator {
             records.insert(p.id.clone(), record);
         }
         let prompts = dir.join("eval-prompts");
+        std::fs::create_dir_all(&prompts)?;
         let mut writer = ShardWriter::new(
             &prompts,
             Arc::new(RlPrompt::SCHEMA.arrow_schema()),
@@ -105,6 +112,7 @@ impl Evaluator {
         let mut generate = config.eval.generate.clone();
         generate.rationale = config.rationale;
         generate.device = config.device;
+        std::fs::create_dir_all(out)?;
         let job = Job {
             prompts: &self.prompts,
             model: ModelInput { dir: model, digest },

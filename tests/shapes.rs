@@ -1,6 +1,7 @@
-//! The shapes recipe end to end (smaller counts): scenes, teacher, pairing, patch VQ,
-//! tokenize, release; a second run is entirely cached; the judge agrees with every
-//! scene's record; every sample carries its codes.
+//! The shapes recipe's data half (smaller counts): scenes, teacher, pairing, patch VQ,
+//! tokenize, release, prompt sets; a second run is entirely cached; the judge agrees
+//! with every scene's record; every sample carries its codes. (The model half is
+//! `shapes_sft.rs`.)
 
 mod common;
 
@@ -21,6 +22,12 @@ const SMALL: &[&str] = &[
     "rl_prompts.per_task=20",
     "--set",
     "eval_prompts.per_task=20",
+    "--target",
+    "release",
+    "--target",
+    "rl_prompts",
+    "--target",
+    "eval_prompts",
 ];
 
 fn args<'a>(cmd: &'a str, recipe: &'a str) -> Vec<&'a str> {
@@ -71,11 +78,11 @@ fn the_shapes_recipe_runs_then_is_cached_and_its_data_is_right() {
     }
     assert_eq!(judged, 240);
 
-    // Every sample has its rationale, prompts and 256 codes from the patch VQ.
+    // Every sample has its rationale, prompts and 144 codes from the patch VQ.
     let mut samples = 0;
     for rows in table(&p, "samples").rows::<SftSample>().unwrap() {
         for s in rows.unwrap() {
-            assert_eq!(s.image_codes.as_ref().map(Vec::len), Some(256), "{}", s.id);
+            assert_eq!(s.image_codes.as_ref().map(Vec::len), Some(144), "{}", s.id);
             assert!(s.tokenizer.as_deref().unwrap().starts_with("patch_vq@"));
             assert!(s.rationale.len() > 40 && s.prompts.short_caption.is_some());
             assert_eq!(s.provenance[0].model, "shapes-teacher");

@@ -16,7 +16,8 @@
 # 4. Optional: the SFT training-step benchmark, if scripts/sft_gpu_bench.py exists.
 #
 # Each step prints a short summary; the full logs go to $OUT. Each step has a time
-# limit so that the whole fits in about 8 minutes.
+# limit so that the whole fits in about 8 minutes. STEPS (default "parity janus sft")
+# picks which to run.
 #
 # `--dry-run` runs the same steps on the CPU (parity in F32 only: candle's CPU matmul has
 # no BF16; the throughput script's --smoke model): it checks the script on a machine
@@ -105,22 +106,32 @@ else
   SMOKE=(--smoke --runs 1 --batch 4)
 fi
 
-if [ $DRY -eq 0 ]; then # candle's CPU matmul has no BF16
+# STEPS picks the checks (default all): parity janus sft.
+STEPS="${STEPS:-parity janus sft}"
+want() { case " $STEPS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+if want parity && [ $DRY -eq 0 ]; then # candle's CPU matmul has no BF16
   step "parity with transformers' Janus, $DEVICE, BF16"
   SHOW=10 run parity_bf16 60 "$BIN" bench janus-parity --device "$DEVICE" --dtype bf16
 fi
-step "parity with transformers' Janus, $DEVICE, F32"
-SHOW=10 run parity_f32 60 "$BIN" bench janus-parity --device "$DEVICE" --dtype f32
+if want parity; then
+  step "parity with transformers' Janus, $DEVICE, F32"
+  SHOW=10 run parity_f32 60 "$BIN" bench janus-parity --device "$DEVICE" --dtype f32
+fi
 
-step "generation throughput beside transformers (batch 16, CFG 5, 576 codes; 1B-sized random weights)"
-PYTHONUNBUFFERED=1 SHOW=8 run janus_bench 300 "$PY" scripts/janus_gpu_bench.py \
-  --binary "$BIN" --work "$WORK/janus-bench" --runs 2 "${SMOKE[@]}"
+if want janus; then
+  step "generation throughput beside transformers (batch 16, CFG 5, 576 codes; 1B-sized random weights)"
+  PYTHONUNBUFFERED=1 SHOW=8 run janus_bench 300 "$PY" scripts/janus_gpu_bench.py \
+    --binary "$BIN" --work "$WORK/janus-bench" --runs 2 "${SMOKE[@]}"
+fi
 
-if [ -f scripts/sft_gpu_bench.py ]; then
+if ! want sft; then
+  :
+elif [ -f scripts/sft_gpu_bench.py ]; then
   step "optional: SFT training step beside PyTorch (scripts/sft_gpu_bench.py)"
   # Optional: its failure is reported but does not fail the check.
   REQUIRED=$STATUS
-  PYTHONUNBUFFERED=1 SHOW=12 run sft_bench 120 "$PY" scripts/sft_gpu_bench.py \
+  PYTHONUNBUFFERED=1 SHOW=12 run sft_bench 240 "$PY" scripts/sft_gpu_bench.py \
     --binary "$BIN" --work "$WORK/sft-bench" ${SFT_BENCH_ARGS:-} ||
     echo "-- the optional SFT step failed; the Janus checks' verdict stands"
   STATUS=$REQUIRED

@@ -3,7 +3,8 @@
 //! process measured on its own. The prompts' source table is written first, by another
 //! `reasongen run`, so that the measured run is the stage: reading the table, templates
 //! and request keys, the scheduler, HTTP, validation, memo commits, the ledger and the
-//! output tables.
+//! output tables. The sending phase alone (from the node's start to the stage's
+//! "requests done" line, from the run's events) is timed too.
 
 use super::measure::{self, Measured};
 use anyhow::{Context, Result, bail, ensure};
@@ -63,6 +64,47 @@ pub fn run(dir: &Path, prompts: &Path, url: &str, concurrency: usize) -> Result<
         bail!("reasongen run failed:\n{}{}", m.stdout, m.stderr);
     }
     Ok(m)
+}
+
+/// Seconds from the `plan` node's start to its "requests done" line (the sending
+/// phase, before the tables are written), from the events of the last run in `dir`.
+pub fn sending_secs(dir: &Path) -> Result<f64> {
+    let runs = dir.join("store").join("runs");
+    let mut names: Vec<_> = std::fs::read_dir(&runs)
+        .with_context(|| runs.display().to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    names.sort();
+    let events = names
+        .last()
+        .context("no run recorded")?
+        .join("events.jsonl");
+    let text = std::fs::read_to_string(&events).with_context(|| events.display().to_string())?;
+    let (mut start, mut done) = (None, None);
+    for line in text.lines() {
+        let e: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("{}: not JSON: {line}", events.display()))?;
+        let ts = e["ts_ms"].as_u64();
+        match e["event"].as_str() {
+            Some("node_started") if e["node"] == "plan" => start = ts,
+            Some("message")
+                if e["node"] == "plan"
+                    && e["text"]
+                        .as_str()
+                        .is_some_and(|t| t.starts_with("requests done")) =>
+            {
+                done = ts
+            }
+            _ => {}
+        }
+    }
+    match (start, done) {
+        (Some(s), Some(d)) => Ok((d.saturating_sub(s)) as f64 / 1000.0),
+        _ => bail!(
+            "{}: no node_started and \"requests done\" events for plan",
+            events.display()
+        ),
+    }
 }
 
 /// Rows in the `plan` node's table of the project in `dir`.

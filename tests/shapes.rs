@@ -15,6 +15,8 @@ const SMALL: &[&str] = &[
     "--set",
     "scenes.count=240",
     "--set",
+    "vq_corpus.count=200",
+    "--set",
     "vq.images=160",
     "--set",
     "vq.holdout=40",
@@ -36,10 +38,14 @@ fn args<'a>(cmd: &'a str, recipe: &'a str) -> Vec<&'a str> {
     a
 }
 
-fn table(p: &Project, node: &str) -> TableReader {
+fn table_dir(p: &Project, node: &str) -> std::path::PathBuf {
     let store = pipeline::Store::open(&p.store()).unwrap();
     let r = store.get_ref("shapes", node).unwrap().expect("ref");
-    TableReader::open(&store.object_dir(&r.digest)).unwrap()
+    store.object_dir(&r.digest)
+}
+
+fn table(p: &Project, node: &str) -> TableReader {
+    TableReader::open(&table_dir(p, node)).unwrap()
 }
 
 #[test]
@@ -48,14 +54,14 @@ fn the_shapes_recipe_runs_then_is_cached_and_its_data_is_right() {
     let recipe = repo("recipes/shapes.toml").display().to_string();
     let first = p.run(&args("run", &recipe)).ok();
     assert!(
-        first.text().contains("succeeded: 8 ran"),
+        first.text().contains("succeeded: 9 ran"),
         "{}",
         first.text()
     );
     let again = p.run(&args("run", &recipe)).ok();
-    assert!(again.text().contains("0 ran, 8 fresh"), "{}", again.text());
+    assert!(again.text().contains("0 ran, 9 fresh"), "{}", again.text());
     let plan = p.run(&args("plan", &recipe)).ok();
-    assert!(plan.stdout.contains("8 fresh, 0 stale"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("9 fresh, 0 stale"), "{}", plan.stdout);
 
     // The judge reads every rendered scene as its record says.
     let judge = Judge::new(JudgeOptions::default());
@@ -78,18 +84,25 @@ fn the_shapes_recipe_runs_then_is_cached_and_its_data_is_right() {
     }
     assert_eq!(judged, 240);
 
-    // Every sample has its rationale, prompts and 144 codes from the patch VQ.
+    // Every sample has its rationale, prompts and 64 codes from the patch VQ (one per
+    // lattice cell); scenes the lattice repeats are set aside by the pairing as
+    // duplicates, with that reason.
     let mut samples = 0;
     for rows in table(&p, "samples").rows::<SftSample>().unwrap() {
         for s in rows.unwrap() {
-            assert_eq!(s.image_codes.as_ref().map(Vec::len), Some(144), "{}", s.id);
+            assert_eq!(s.image_codes.as_ref().map(Vec::len), Some(64), "{}", s.id);
             assert!(s.tokenizer.as_deref().unwrap().starts_with("patch_vq@"));
             assert!(s.rationale.len() > 40 && s.prompts.short_caption.is_some());
             assert_eq!(s.provenance[0].model, "shapes-teacher");
             samples += 1;
         }
     }
-    assert_eq!(samples, 240);
+    let dropped = TableReader::open(&table_dir(&p, "pairs").join("dropped"))
+        .unwrap()
+        .row_count()
+        .unwrap();
+    assert_eq!(samples + dropped as usize, 240);
+    assert!(samples >= 180, "{samples} samples of 240 scenes");
 
     // The release is in the Hugging Face layout.
     let status = p.run(&["show", "shapes/release"]).ok();

@@ -11,6 +11,8 @@ const TINY: &[&str] = &[
     "--set",
     "scenes.count=120",
     "--set",
+    "vq_corpus.count=100",
+    "--set",
     "vq.images=80",
     "--set",
     "vq.holdout=20",

@@ -21,7 +21,7 @@ use train::sft::trainer::Stepper;
 
 #[derive(clap::Args)]
 pub struct SftBenchArgs {
-    /// `tiny` (2 × 64), `small` (4 × 256) or `1b` (Janus-Pro-1B's sizes).
+    /// `tiny` (2 × 64), `mini` (4 × 128), `small` (4 × 256) or `1b` (Janus-Pro-1B's sizes).
     #[arg(long, default_value = "small")]
     preset: String,
     /// `cpu`, `cuda` or `auto`.
@@ -30,7 +30,7 @@ pub struct SftBenchArgs {
     /// Sequences per step (one micro-batch).
     #[arg(long, default_value_t = 8)]
     batch: usize,
-    /// Tokens per sequence (default: 320 for tiny/small, 1024 for 1b).
+    /// Tokens per sequence (default: 320 for tiny/mini/small, 1024 for 1b).
     #[arg(long)]
     seq: Option<usize>,
     /// Timed steps, after the warm-up steps.
@@ -68,9 +68,10 @@ fn janus_pro_1b() -> JanusConfig {
 fn preset(name: &str) -> Result<(JanusConfig, usize, usize)> {
     Ok(match name {
         "tiny" => (JanusConfig::tiny(1024, 256), 256, 320),
+        "mini" => (JanusConfig::mini(1024, 256), 256, 320),
         "small" => (JanusConfig::small(1024, 256), 256, 320),
         "1b" => (janus_pro_1b(), 576, 1024),
-        other => bail!("preset `{other}`: tiny, small or 1b"),
+        other => bail!("preset `{other}`: tiny, mini, small or 1b"),
     })
 }
 

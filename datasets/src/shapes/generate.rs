@@ -1,7 +1,8 @@
 //! The seeded scene generator: random scenes of one to four objects (SFT data), and
 //! scenes built to meet a GenEval-style record (counts, colors, clear positions,
 //! excludes), both avoiding held-out pairs when asked. Objects never overlap and keep
-//! [`GAP`] between their boxes.
+//! [`GAP`] between their boxes. Objects are placed freely (sizes and positions drawn
+//! from continuous ranges) or on a [`Lattice`].
 
 use super::ShapesError;
 use super::judge::{POSITION_MARGIN, direction};
@@ -32,11 +33,64 @@ struct Spec {
     position: Option<Position>,
 }
 
+/// A layout on a lattice: the canvas cut into `cells`×`cells` squares, every object
+/// `object_cells` cells on a side with its box on cell boundaries (touching the canvas
+/// edge allowed). A patch tokenizer whose patch is one cell then sees an object of a
+/// given shape and color as the same patches wherever it stands, which makes images far
+/// easier to learn for a small model. `slots` restricts the cells a box may start at
+/// (on either axis): one per third of the canvas makes the captions' location words
+/// ("in the upper left") name exactly one place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lattice {
+    pub cells: u32,
+    pub object_cells: u32,
+    /// The cells a box may start at; empty: every cell where the object fits.
+    pub slots: Vec<u32>,
+}
+
+impl Lattice {
+    /// Checks that objects fit with room to arrange two of them in a row.
+    pub fn validate(&self) -> Result<(), ShapesError> {
+        if self.object_cells == 0 || 2 * self.object_cells + 1 > self.cells {
+            return Err(ShapesError::Layout(format!(
+                "a lattice of {} cells cannot hold two objects of {} cells with a cell between",
+                self.cells, self.object_cells
+            )));
+        }
+        if let Some(slot) = self
+            .slots
+            .iter()
+            .find(|&&s| s + self.object_cells > self.cells)
+        {
+            return Err(ShapesError::Layout(format!(
+                "an object of {} cells starting at cell {slot} leaves the lattice of {} cells",
+                self.object_cells, self.cells
+            )));
+        }
+        Ok(())
+    }
+
+    /// The cells a box may start at.
+    fn starts(&self) -> Vec<u32> {
+        if self.slots.is_empty() {
+            (0..=self.cells - self.object_cells).collect()
+        } else {
+            self.slots.clone()
+        }
+    }
+
+    /// The object's side, a fraction of the canvas.
+    fn size(&self) -> f64 {
+        f64::from(self.object_cells) / f64::from(self.cells)
+    }
+}
+
 /// Makes scenes from a seed; the same seed and calls give the same scenes.
 #[derive(Clone, Debug)]
 pub struct SceneGenerator {
     rng: Rng,
     held_out: HeldOut,
+    lattice: Option<Lattice>,
 }
 
 impl SceneGenerator {
@@ -45,7 +99,14 @@ impl SceneGenerator {
         SceneGenerator {
             rng: Rng::new(seed),
             held_out: HeldOut::default(),
+            lattice: None,
         }
+    }
+
+    /// Places every object on `lattice` (checked with [`Lattice::validate`] first).
+    pub fn on_lattice(mut self, lattice: Lattice) -> SceneGenerator {
+        self.lattice = Some(lattice);
+        self
     }
 
     /// Keeps every scene free of these held-out pairs (for training data).
@@ -80,6 +141,21 @@ impl SceneGenerator {
     /// its color, or random colors), positioned objects clearly in their relation to
     /// every object of the target group, and nothing else (so every exclude holds).
     pub fn for_metadata(&mut self, metadata: &Metadata) -> Result<Scene, ShapesError> {
+        let colored: Vec<(Color, Shape)> = metadata
+            .include
+            .iter()
+            .filter_map(|inc| inc.color.map(|c| (c, inc.class)))
+            .collect();
+        if let Some([a, b]) = self.held_out.held_binding(&colored) {
+            return Err(ShapesError::HeldOut(format!(
+                "{:?} binds a {} {} and a {} {}, a held-out binding",
+                metadata.prompt,
+                a.0.name(),
+                a.1.name(),
+                b.0.name(),
+                b.1.name()
+            )));
+        }
         let mut specs = Vec::new();
         for (clause, inc) in metadata.include.iter().enumerate() {
             if let Some(color) = inc
@@ -128,8 +204,10 @@ impl SceneGenerator {
                 Some(color) => color,
                 None => self.random_color(spec.shape)?,
             };
-            let size = self.rng.uniform(MIN_SIZE, MAX_SIZE);
-            let (lo, hi) = (MARGIN + size / 2.0, 1.0 - MARGIN - size / 2.0);
+            let size = match &self.lattice {
+                Some(lattice) => lattice.size(),
+                None => self.rng.uniform(MIN_SIZE, MAX_SIZE),
+            };
             let targets: Vec<&Object> = match spec.position {
                 Some(pos) => objects
                     .iter()
@@ -143,7 +221,7 @@ impl SceneGenerator {
                 let obj = Object {
                     shape: spec.shape,
                     color,
-                    center: [self.rng.uniform(lo, hi), self.rng.uniform(lo, hi)],
+                    center: [self.coordinate(size), self.coordinate(size)],
                     size,
                 };
                 let free = objects.iter().all(|o| o.gap(&obj) >= GAP);
@@ -158,6 +236,21 @@ impl SceneGenerator {
             }
         }
         Ok(Some(Scene { objects }))
+    }
+
+    /// A random centre coordinate for an object of side `size`: anywhere [`MARGIN`] clear
+    /// of the edges, or on the lattice.
+    fn coordinate(&mut self, size: f64) -> f64 {
+        match &self.lattice {
+            Some(l) => {
+                let starts = l.starts();
+                let first = starts[self.rng.below(starts.len())];
+                (f64::from(first) + f64::from(l.object_cells) / 2.0) / f64::from(l.cells)
+            }
+            None => self
+                .rng
+                .uniform(MARGIN + size / 2.0, 1.0 - MARGIN - size / 2.0),
+        }
     }
 
     fn random_color(&mut self, shape: Shape) -> Result<Color, ShapesError> {

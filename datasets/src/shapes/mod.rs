@@ -29,7 +29,7 @@ pub mod split;
 pub mod teacher;
 pub mod vocab;
 
-pub use generate::SceneGenerator;
+pub use generate::{Lattice, SceneGenerator};
 pub use judge::{Detection, Judge, JudgeOptions, Summary, Verdict};
 pub use metadata::{Exclude, Include, Metadata, Position, Task};
 pub use prompts::{GeneratedPrompt, TaskCounts, all_prompts, prompt_set};

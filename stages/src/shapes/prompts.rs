@@ -1,8 +1,9 @@
 //! `shapes.prompts`: a GenEval-style prompt set over the shapes world, for RL or
-//! evaluation: the training split, or the held-out compositional split (colour–shape
-//! and relation–shape pairs no training prompt or scene contains).
+//! evaluation: the training split, or the held-out compositional split (the
+//! compositions of the `held_out` preset, which no training prompt or scene contains).
 
-use datasets::shapes::{HeldOut, Split, TaskCounts, prompt_set};
+use super::held_out::HeldOutPreset;
+use datasets::shapes::{Split, TaskCounts, prompt_set};
 use datasets::table::{ShardOptions, ShardWriter};
 use pipeline::{ArtifactType, InputSpec, Output, OutputDecl, Stage, StageContext, StageError};
 use schemars::JsonSchema;
@@ -31,6 +32,9 @@ pub struct PromptsConfig {
     pub per_task: usize,
     #[serde(default)]
     pub seed: u64,
+    /// The compositions kept out of training (`standard`, `bindings` or `none`).
+    #[serde(default, skip_serializing_if = "HeldOutPreset::is_default")]
+    pub held_out: HeldOutPreset,
 }
 
 fn default_per_task() -> usize {
@@ -51,7 +55,7 @@ impl Stage for ShapesPrompts {
         let rows: Vec<RlPrompt> = prompt_set(
             config.seed,
             &TaskCounts::uniform(config.per_task),
-            &HeldOut::standard(),
+            &config.held_out.held_out(),
         )
         .into_iter()
         .filter(|p| match config.split {

@@ -4,10 +4,14 @@
 //! A fraction of the scenes is built from training prompts of GenEval's six tasks (the
 //! prompt is the row's caption and its record the truth); the rest are random scenes
 //! of one to four objects, captioned by the teacher's short caption. No scene shows a
-//! held-out colour–shape or relation–shape pair.
+//! composition of the `held_out` preset; `none` is for a tokenizer's corpus (the image
+//! tokenizer stands for VQ-16, trained on broad images, so it knows how everything
+//! looks; held-out compositions are about what the image model learns from text–image
+//! pairs). Objects are placed freely, or on a `lattice`.
 
+use super::held_out::HeldOutPreset;
 use datasets::shapes::{
-    HeldOut, Metadata, Scene, SceneGenerator, Split, Task, TaskCounts, augmented_prompts,
+    HeldOut, Lattice, Metadata, Scene, SceneGenerator, Split, Task, TaskCounts, augmented_prompts,
     prompt_set, render_png, scene_metadata,
 };
 use datasets::table::{ShardOptions, ShardWriter};
@@ -34,6 +38,37 @@ pub struct ScenesConfig {
     /// Seed of the scenes.
     #[serde(default)]
     pub seed: u64,
+    /// Objects on a lattice (`{ cells = 8, object_cells = 3 }`: the canvas cut in 8×8
+    /// cells, objects 3 cells on a side on cell boundaries) instead of anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lattice: Option<LatticeConfig>,
+    /// The compositions no scene shows (`standard`, `bindings`, or `none` for a
+    /// tokenizer's corpus).
+    #[serde(default, skip_serializing_if = "HeldOutPreset::is_default")]
+    pub held_out: HeldOutPreset,
+}
+
+/// The `lattice` of [`ScenesConfig`].
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LatticeConfig {
+    /// Cells per side of the canvas.
+    pub cells: u32,
+    /// Cells per side of every object.
+    pub object_cells: u32,
+    /// The cells an object's box may start at on either axis (default: all that fit).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slots: Vec<u32>,
+}
+
+impl From<LatticeConfig> for Lattice {
+    fn from(c: LatticeConfig) -> Lattice {
+        Lattice {
+            cells: c.cells,
+            object_cells: c.object_cells,
+            slots: c.slots,
+        }
+    }
 }
 
 fn default_count() -> usize {
@@ -97,6 +132,17 @@ impl Stage for ShapesScenes {
                 config.task_fraction
             ));
         }
+        if let Some(lattice) = &config.lattice {
+            Lattice::from(lattice.clone())
+                .validate()
+                .map_err(|e| e.to_string())?;
+            if !config.size.is_multiple_of(lattice.cells) {
+                return Err(format!(
+                    "`size` {} is not a multiple of the lattice's {} cells (objects would not sit on pixel boundaries)",
+                    config.size, lattice.cells
+                ));
+            }
+        }
         if config.size < 32 {
             return Err(format!(
                 "`size` {} is too small for the judge (at least 32)",
@@ -108,10 +154,13 @@ impl Stage for ShapesScenes {
 
     async fn run(&self, config: ScenesConfig, ctx: StageContext) -> Result<Output, StageError> {
         tokio::task::spawn_blocking(move || {
-            let held_out = HeldOut::standard();
+            let held_out = config.held_out.held_out();
             let prompts = training_prompts(config.seed, &held_out);
             let task_scenes = (config.count as f64 * config.task_fraction).round() as usize;
             let mut generator = SceneGenerator::new(config.seed).avoiding(held_out);
+            if let Some(lattice) = config.lattice.clone() {
+                generator = generator.on_lattice(lattice.into());
+            }
             let mut writer = ShardWriter::new(
                 &ctx.out_dir,
                 Arc::new(SourceImage::SCHEMA.arrow_schema()),

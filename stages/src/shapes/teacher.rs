@@ -1,7 +1,9 @@
 //! `shapes.teacher`: the exact teacher, standing in for the captioning LLM. For each
 //! scene it writes the rationale (detailed caption) and the augmented prompts, as a
 //! `rationale` table like the LLM tasks write, so that shapes data and real data flow
-//! through the same downstream stages.
+//! through the same downstream stages. The short caption among the augmented prompts
+//! is the scene's own caption (for scenes built from a GenEval-style prompt, that
+//! prompt), as ReasonGen-R1's short caption is the image's original caption.
 
 use datasets::shapes::{Scene, augmented_prompts, detailed_caption};
 use datasets::table::{ShardOptions, ShardWriter, TableReader};
@@ -12,7 +14,7 @@ use pipeline::{
 use schemars::JsonSchema;
 use schemas::rationale::Rationale;
 use schemas::source_image::SourceImage;
-use schemas::{Provenance, Row};
+use schemas::{AugmentedPrompts, Provenance, Row};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -24,7 +26,7 @@ pub struct TeacherConfig {}
 pub struct ShapesTeacher;
 
 /// The teacher's version, recorded in provenance like an LLM template's.
-const TEMPLATE_VERSION: u32 = 1;
+const TEMPLATE_VERSION: u32 = 2;
 
 fn rationale(row: &SourceImage) -> Result<Rationale, StageError> {
     let meta: serde_json::Value =
@@ -32,11 +34,15 @@ fn rationale(row: &SourceImage) -> Result<Rationale, StageError> {
             .map_err(|e| StageError::msg(format!("row `{}`: metadata: {e}", row.id)))?;
     let scene = Scene::from_json(&meta["scene"])
         .map_err(|e| StageError::msg(format!("row `{}`: {e}", row.id)))?;
+    let augmented = augmented_prompts(&scene);
     Ok(Rationale {
         id: row.id.clone(),
         brief_caption: row.caption.clone(),
         detailed_caption: detailed_caption(&scene),
-        augmented_prompts: Some(augmented_prompts(&scene)),
+        augmented_prompts: Some(AugmentedPrompts {
+            short_caption: row.caption.clone().or(augmented.short_caption),
+            ..augmented
+        }),
         provenance: vec![Provenance {
             task: "caption".into(),
             model: "shapes-teacher".into(),
@@ -50,7 +56,7 @@ fn rationale(row: &SourceImage) -> Result<Rationale, StageError> {
 impl Stage for ShapesTeacher {
     type Config = TeacherConfig;
     const KIND: &'static str = "shapes.teacher";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DOC: &'static str =
         "The exact teacher: rationales (detailed captions) and augmented prompts of shapes scenes.";
     const INPUTS: &'static [InputSpec] = &[InputSpec {

@@ -21,7 +21,9 @@ use serde::{Deserialize, Serialize};
 pub enum Preset {
     /// 2 layers, 64 wide (tests).
     Tiny,
-    /// 4 layers, 256 wide (the shapes world).
+    /// 4 layers, 128 wide.
+    Mini,
+    /// 4 layers, 256 wide.
     Small,
 }
 
@@ -29,6 +31,7 @@ impl Preset {
     pub fn config(self, text_vocab: usize, image_vocab: usize) -> JanusConfig {
         match self {
             Preset::Tiny => JanusConfig::tiny(text_vocab, image_vocab),
+            Preset::Mini => JanusConfig::mini(text_vocab, image_vocab),
             Preset::Small => JanusConfig::small(text_vocab, image_vocab),
         }
     }
@@ -38,7 +41,7 @@ impl Preset {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InitConfig {
-    /// The architecture: `tiny` or `small`.
+    /// The architecture: `tiny`, `mini` or `small`.
     pub preset: Preset,
     /// Standard deviation of the weights (Janus-Pro's `initializer_range`: 0.02).
     #[serde(default = "default_std")]

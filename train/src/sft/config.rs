@@ -136,6 +136,11 @@ pub struct SftConfig {
     /// `auto` (a GPU when built with `cuda` and one is present), `cpu` or `cuda`.
     #[serde(default)]
     pub device: DeviceChoice,
+    /// CPU threads the training asks the run for (default: all); the training keeps to
+    /// the threads it is granted. One thread is bitwise reproducible (candle's threaded
+    /// CPU matmul is not), and lets two small trainings share two cores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<u32>,
 }
 
 fn one() -> f64 {

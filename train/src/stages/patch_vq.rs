@@ -164,12 +164,20 @@ impl Stage for TrainPatchVq {
                 let codes = vq.encode(img)?;
                 psnrs.push(psnr(img, &vq.decode(&codes)?));
             }
-            let mean_psnr = psnrs.iter().filter(|p| p.is_finite()).sum::<f64>() / psnrs.len().max(1) as f64;
+            // Exact reconstructions (infinite PSNR) are counted apart; the mean is over the rest.
+            let lossy: Vec<f64> = psnrs.iter().copied().filter(|p| p.is_finite()).collect();
+            let exact = psnrs.len() - lossy.len();
+            let mean_psnr =
+                (!lossy.is_empty()).then(|| lossy.iter().sum::<f64>() / lossy.len() as f64);
             vq.save(&ctx.out_dir)?;
             ctx.count("train_images", train.len() as u64);
             ctx.count("holdout_images", held.len() as u64);
+            let lossy_psnr = match mean_psnr {
+                Some(p) => format!(", PSNR {p:.2} dB over the other {}", lossy.len()),
+                None => String::new(),
+            };
             ctx.log(format!(
-                "patch VQ {}×{} patches, {} codes, {} tokens per image: held-out PSNR {mean_psnr:.2} dB over {} images",
+                "patch VQ {}×{} patches, {} codes, {} tokens per image: {exact} of {} held-out images reconstructed exactly{lossy_psnr}",
                 config.patch,
                 config.patch,
                 vq.config.codebook_size,
@@ -182,7 +190,8 @@ impl Stage for TrainPatchVq {
                 meta: serde_json::json!({
                     "kind": "patch_vq",
                     "config": vq.config,
-                    "holdout_psnr_db": (mean_psnr * 100.0).round() / 100.0,
+                    "holdout_psnr_db": mean_psnr.map(|p| (p * 100.0).round() / 100.0),
+                    "holdout_exact": exact,
                     "holdout_images": held.len(),
                 }),
             })

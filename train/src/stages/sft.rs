@@ -373,7 +373,11 @@ impl Stage for Sft {
     fn resources(config: &SftConfig) -> Resources {
         let gpu = config.device.wants_gpu();
         Resources {
-            threads: if gpu { 1 } else { u32::MAX },
+            threads: if gpu {
+                1
+            } else {
+                config.threads.unwrap_or(u32::MAX)
+            },
             gpus: gpu as u32,
             ..Resources::default()
         }
@@ -384,8 +388,16 @@ impl Stage for Sft {
     }
 
     async fn run(&self, config: SftConfig, ctx: StageContext) -> Result<Output, StageError> {
-        tokio::task::spawn_blocking(move || train(&config, &ctx))
-            .await
-            .map_err(|e| StageError::msg(format!("training thread: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            // candle's CPU matmul splits its work over the current rayon pool: a pool of
+            // the threads this node was granted keeps it to them.
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(ctx.threads.max(1))
+                .build()
+                .map_err(|e| StageError::msg(format!("training threads: {e}")))?;
+            pool.install(|| train(&config, &ctx))
+        })
+        .await
+        .map_err(|e| StageError::msg(format!("training thread: {e}")))?
     }
 }

@@ -84,13 +84,13 @@ fn the_shapes_recipe_runs_then_is_cached_and_its_data_is_right() {
     }
     assert_eq!(judged, 240);
 
-    // Every sample has its rationale, prompts and 64 codes from the patch VQ (one per
-    // lattice cell); scenes the lattice repeats are set aside by the pairing as
+    // Every sample has its rationale, prompts and 16 codes from the patch VQ (one per
+    // 16-px block); scenes the lattice repeats are set aside by the pairing as
     // duplicates, with that reason.
     let mut samples = 0;
     for rows in table(&p, "samples").rows::<SftSample>().unwrap() {
         for s in rows.unwrap() {
-            assert_eq!(s.image_codes.as_ref().map(Vec::len), Some(64), "{}", s.id);
+            assert_eq!(s.image_codes.as_ref().map(Vec::len), Some(16), "{}", s.id);
             assert!(s.tokenizer.as_deref().unwrap().starts_with("patch_vq@"));
             assert!(s.rationale.len() > 40 && s.prompts.short_caption.is_some());
             assert_eq!(s.provenance[0].model, "shapes-teacher");

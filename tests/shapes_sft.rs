@@ -1,6 +1,6 @@
 //! The shapes recipe's model half with tiny counts: a fresh model (`model.init`), SFT
-//! with and without the rationale, generation on the held-out prompts and
-//! shapes-GenEval for both arms; each report holds per-task scores in [0, 1] with
+//! with and without the rationale, generation on the held-out and the training-split
+//! prompts and shapes-GenEval for both arms; each report holds per-task scores in [0, 1] with
 //! their prompt counts and a bootstrap interval around the overall score.
 
 mod common;
@@ -21,6 +21,8 @@ const TINY: &[&str] = &[
     "--set",
     "eval_prompts.per_task=12",
     "--set",
+    "rl_prompts.per_task=2",
+    "--set",
     "sft_rationale.steps=2",
     "--set",
     "sft_plain.steps=2",
@@ -30,6 +32,8 @@ const TINY: &[&str] = &[
     "draw_rationale.max_rationale_tokens=8",
     "--set",
     "draw_plain.samples=1",
+    "--set",
+    "draw_rationale_train.max_rationale_tokens=8",
     "--set",
     "eval_rationale.bootstrap_rounds=200",
     "--set",
@@ -53,10 +57,18 @@ fn both_sft_arms_train_draw_and_are_judged() {
     let recipe = repo("recipes/shapes.toml").display().to_string();
     let mut args = vec!["run", recipe.as_str()];
     args.extend_from_slice(TINY);
-    args.extend(["--target", "eval_rationale", "--target", "eval_plain"]);
+    let evals = [
+        "eval_rationale",
+        "eval_plain",
+        "eval_rationale_train",
+        "eval_plain_train",
+    ];
+    for node in evals {
+        args.extend(["--target", node]);
+    }
     let run = p.run(&args).ok();
     assert!(run.text().contains("succeeded"), "{}", run.text());
-    for node in ["eval_rationale", "eval_plain"] {
+    for node in evals {
         let r = report(&p, node);
         let overall = r["overall"].as_f64().unwrap();
         let (lo, hi) = (

@@ -35,11 +35,13 @@ struct Spec {
 
 /// A layout on a lattice: the canvas cut into `cells`×`cells` squares, every object
 /// `object_cells` cells on a side with its box on cell boundaries (touching the canvas
-/// edge allowed). A patch tokenizer whose patch is one cell then sees an object of a
-/// given shape and color as the same patches wherever it stands, which makes images far
-/// easier to learn for a small model. `slots` restricts the cells a box may start at
-/// (on either axis): one per third of the canvas makes the captions' location words
-/// ("in the upper left") name exactly one place.
+/// edge allowed). A patch tokenizer whose patches are aligned with the cells then sees
+/// an object of a given shape and color as the same patches wherever it stands, which
+/// makes images far easier to learn for a small model. `slots` restricts the cells a
+/// box may start at (on either axis): one per third of the canvas makes the captions'
+/// location words ("in the upper left") name exactly one place. With `cells` a power
+/// of two the places are exact binary fractions, so the renders of one object at two
+/// places are the same pixels (otherwise rounding moves an edge pixel by a level).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lattice {
     pub cells: u32,

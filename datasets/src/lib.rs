@@ -6,5 +6,6 @@
 
 pub mod images;
 pub mod release;
+pub mod rng;
 pub mod shapes;
 pub mod table;

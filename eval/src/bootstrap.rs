@@ -2,20 +2,15 @@
 //! resampled with replacement within each task (so the task mix stays fixed), and the
 //! overall score (the mean of task accuracies) is recomputed each time.
 
+use datasets::rng::Rng;
+
 /// One task's prompts, each as (correct images, images).
 pub type TaskPrompts = Vec<(usize, usize)>;
 
-/// SplitMix64, for a seeded resampling that never changes with a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) % n as u64) as usize
-    }
+/// Uniform-ish in `0..n` by the remainder (the resampling's historical draw, kept so
+/// intervals stay the same).
+fn below(rng: &mut Rng, n: usize) -> usize {
+    (rng.next_u64() % n as u64) as usize
 }
 
 fn overall(tasks: &[TaskPrompts]) -> f64 {
@@ -39,12 +34,12 @@ pub fn overall_interval(
     seed: u64,
 ) -> (f64, f64, f64) {
     let point = overall(tasks);
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut samples: Vec<f64> = (0..rounds.max(1))
         .map(|_| {
             let resampled: Vec<TaskPrompts> = tasks
                 .iter()
-                .map(|t| (0..t.len()).map(|_| t[rng.below(t.len())]).collect())
+                .map(|t| (0..t.len()).map(|_| t[below(&mut rng, t.len())]).collect())
                 .collect();
             overall(&resampled)
         })

@@ -28,6 +28,7 @@
 //! and dropped batch by batch, as our read is).
 
 use anyhow::{Context, Result, ensure};
+use datasets::rng::Rng;
 use datasets::table::{ShardOptions, ShardWriter, TableReader, frames};
 use polars::prelude::*;
 use std::path::{Path, PathBuf};
@@ -84,16 +85,12 @@ const TAGS: &[&str] = &[
     "texture", "style", "scene", "animals",
 ];
 
-/// splitmix64: deterministic, fast enough unoptimised.
-struct Rng(u64);
+/// The seeded draws of the synthetic rows (the project's SplitMix64).
+struct Draws(Rng);
 
-impl Rng {
+impl Draws {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     fn below(&mut self, n: usize) -> usize {
@@ -122,7 +119,7 @@ impl Rng {
 /// Rows `start..start + n` as a data frame; images are `image_bytes` long windows of
 /// `pool` at pseudo-random offsets.
 fn generate(start: usize, n: usize, image_bytes: usize, pool: &[u8]) -> Result<DataFrame> {
-    let mut rng = Rng(0x5EED ^ start as u64);
+    let mut rng = Draws(Rng::new(0x5EED ^ start as u64));
     let mut ids = Vec::with_capacity(n);
     let mut short = Vec::with_capacity(n);
     let mut rationales = Vec::with_capacity(n);
@@ -436,7 +433,7 @@ pub fn run(args: TablesBenchArgs) -> Result<ExitCode> {
         options.zstd_level
     );
 
-    let mut rng = Rng(0x1A6E_5EED);
+    let mut rng = Draws(Rng::new(0x1A6E_5EED));
     let mut pool = vec![0u8; POOL_BYTES.max(args.image_bytes + 1)];
     for bytes in pool.chunks_mut(8) {
         let random = rng.next().to_le_bytes();

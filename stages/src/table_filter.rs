@@ -6,6 +6,7 @@
 //! under the fraction: the same rows for the same seed, however the input is sharded.
 
 use arrow::datatypes::{Schema, SchemaRef};
+use datasets::rng::mix;
 use datasets::table::frames::frame_to_batch;
 use datasets::table::{ShardOptions, ShardWriter, TableReader, read_shard};
 use pipeline::{
@@ -40,12 +41,9 @@ const ROW: &str = "__reasongen_row";
 
 pub struct TableFilter;
 
-/// splitmix64: a well-mixed hash of (seed, row) in [0, 1).
+/// A well-mixed hash of (seed, row) in [0, 1): SplitMix64's finaliser.
 fn unit_hash(seed: u64, row: u64) -> f64 {
-    let mut z = seed ^ row.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
+    let z = mix(seed ^ row.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     (z >> 11) as f64 / (1u64 << 53) as f64
 }
 

@@ -6,6 +6,7 @@
 //! is two files: `tokenizer.json` (kind, sizes) and `codebook.safetensors` (one f32
 //! tensor `codebook` of shape [K, P·P·3], values in [0, 1]).
 
+use datasets::rng::Rng;
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -91,23 +92,6 @@ fn dist2(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
 }
 
-/// SplitMix64: the seeded random numbers of training (stable across versions).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// Training settings.
 #[derive(Clone, Copy, Debug)]
 pub struct TrainOptions {
@@ -136,7 +120,7 @@ impl PatchVq {
                 )));
             }
         }
-        let mut rng = Rng(options.seed);
+        let mut rng = Rng::new(options.seed);
         let all: Vec<Vec<f32>> = images
             .iter()
             .flat_map(|i| patches(i, config.patch))
@@ -148,7 +132,7 @@ impl PatchVq {
         let take = options.samples.min(all.len());
         let mut weights: HashMap<Vec<u32>, (usize, f32)> = HashMap::new();
         for _ in 0..take {
-            let i = (rng.next() % all.len() as u64) as usize;
+            let i = (rng.next_u64() % all.len() as u64) as usize;
             let key: Vec<u32> = all[i].iter().map(|x| x.to_bits()).collect();
             weights.entry(key).or_insert((i, 0.0)).1 += 1.0;
         }
@@ -161,12 +145,12 @@ impl PatchVq {
 
         // k-means++ initialisation (weighted).
         let mut centers: Vec<Vec<f32>> =
-            vec![data[(rng.next() % data.len() as u64) as usize].to_vec()];
+            vec![data[(rng.next_u64() % data.len() as u64) as usize].to_vec()];
         let mut nearest: Vec<f32> = data.iter().map(|p| dist2(p, &centers[0])).collect();
         while centers.len() < k {
             let total: f64 = nearest.iter().zip(&w).map(|(d, w)| (*d * *w) as f64).sum();
             let pick = if total <= 0.0 {
-                (rng.next() % data.len() as u64) as usize
+                (rng.next_u64() % data.len() as u64) as usize
             } else {
                 let mut target = rng.unit() * total;
                 let mut chosen = data.len() - 1;

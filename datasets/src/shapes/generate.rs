@@ -8,10 +8,10 @@ use super::ShapesError;
 use super::judge::{POSITION_MARGIN, direction};
 use super::metadata::{Metadata, Position};
 use super::render::DEFAULT_SIZE;
-use super::rng::Rng;
 use super::scene::{GAP, MARGIN, MAX_SIZE, MIN_SIZE, Object, Scene};
 use super::split::HeldOut;
 use super::vocab::{Color, Relation, Shape};
+use crate::rng::Rng;
 
 /// Whole-scene layout attempts before giving up.
 const ATTEMPTS: usize = 200;

@@ -22,7 +22,6 @@ pub mod metadata;
 pub mod perturb;
 pub mod prompts;
 pub mod render;
-mod rng;
 pub mod scene;
 mod scene_json;
 pub mod split;

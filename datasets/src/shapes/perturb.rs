@@ -3,7 +3,7 @@
 //! against [`Degradation::default`].
 
 use super::ShapesError;
-use super::rng::Rng;
+use crate::rng::Rng;
 use image::codecs::jpeg::JpegEncoder;
 use image::{ImageFormat, RgbImage};
 

@@ -15,9 +15,9 @@
 //! as in GenEval.
 
 use super::metadata::{Exclude, Include, Metadata, Position, Task};
-use super::rng::{Rng, mix};
 use super::split::{HeldOut, Split};
 use super::vocab::{Color, Relation, Shape, number_word, with_article};
+use crate::rng::{Rng, mix};
 
 /// How many prompts to draw per task.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -5,8 +5,8 @@
 use super::geometry::area_fraction;
 use super::judge::{BBox, Detection, JudgeOptions, Verdict, evaluate};
 use super::metadata::Metadata;
-use super::rng::mix;
 use super::vocab::{Color, Shape};
+use crate::rng::mix;
 
 /// The smallest and largest object size (side of its box, a fraction of the canvas).
 /// At 64×64 that is 14 to 22 pixels: large enough for the judge to tell a diamond

@@ -10,6 +10,7 @@
 //! the image's number: the same folder holds the same bytes on every machine.
 
 use anyhow::{Context, Result, bail};
+use datasets::rng::Rng;
 use image::{ImageEncoder, RgbImage};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -42,23 +43,10 @@ pub struct Manifest {
     pub shorter_side: [u32; 3],
 }
 
-/// SplitMix64: a small, seeded generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn below(&mut self, n: u32) -> u32 {
-        (self.next() % n.max(1) as u64) as u32
-    }
+/// Uniform-ish in `0..n` by the remainder (the corpus's historical draw: kept so the
+/// benchmark corpus stays the same images).
+fn below(rng: &mut Rng, n: u32) -> u32 {
+    (rng.next_u64() % n.max(1) as u64) as u32
 }
 
 /// The photographs, from scikit-image through `python`, or `None` without it.
@@ -91,14 +79,14 @@ fn skimage_photos(python: &Path, dir: &Path) -> Option<Vec<RgbImage>> {
 fn synthetic_photos() -> Vec<RgbImage> {
     (0..6u64)
         .map(|k| {
-            let mut rng = Rng(k + 1);
+            let mut rng = Rng::new(k + 1);
             let (fx, fy) = (1.0 + 3.0 * rng.unit(), 1.0 + 3.0 * rng.unit());
             let discs: Vec<(f64, f64, f64, [u8; 3])> = (0..12)
                 .map(|_| {
                     let c = [
-                        rng.below(256) as u8,
-                        rng.below(256) as u8,
-                        rng.below(256) as u8,
+                        below(&mut rng, 256) as u8,
+                        below(&mut rng, 256) as u8,
+                        below(&mut rng, 256) as u8,
                     ];
                     (
                         800.0 * rng.unit(),
@@ -113,7 +101,7 @@ fn synthetic_photos() -> Vec<RgbImage> {
                 let inside = discs
                     .iter()
                     .find(|(cx, cy, r, _)| (xf - cx).powi(2) + (yf - cy).powi(2) < r * r);
-                let grain = (rng.below(24) as i32) - 12;
+                let grain = (below(&mut rng, 24) as i32) - 12;
                 let base = match inside {
                     Some(&(_, _, _, c)) => c,
                     None => {
@@ -131,10 +119,10 @@ fn synthetic_photos() -> Vec<RgbImage> {
 
 /// Image `i`: its size, then tiles of the photographs, row by row.
 fn mosaic(i: usize, photos: &[RgbImage]) -> RgbImage {
-    let mut rng = Rng(i as u64 * 7919 + 17);
+    let mut rng = Rng::new(i as u64 * 7919 + 17);
     let short = (256f64.ln() + (1536f64.ln() - 256f64.ln()) * rng.unit()).exp() as u32;
     let long = (short as f64 * (1.0 + 0.8 * rng.unit())) as u32;
-    let (w, h) = if rng.below(10) < 3 {
+    let (w, h) = if below(&mut rng, 10) < 3 {
         (short, long)
     } else {
         (long, short)
@@ -143,14 +131,14 @@ fn mosaic(i: usize, photos: &[RgbImage]) -> RgbImage {
     let stride = w as usize * 3;
     let mut y = 0;
     while y < h {
-        let th = (120 + rng.below(180)).min(h - y);
+        let th = (120 + below(&mut rng, 180)).min(h - y);
         let mut x = 0;
         while x < w {
-            let photo = &photos[rng.below(photos.len() as u32) as usize];
-            let tw = (120 + rng.below(330)).min(w - x).min(photo.width());
+            let photo = &photos[below(&mut rng, photos.len() as u32) as usize];
+            let tw = (120 + below(&mut rng, 330)).min(w - x).min(photo.width());
             let th = th.min(photo.height());
-            let sx = rng.below(photo.width() - tw + 1);
-            let sy = rng.below(photo.height() - th + 1);
+            let sx = below(&mut rng, photo.width() - tw + 1);
+            let sy = below(&mut rng, photo.height() - th + 1);
             let src_stride = photo.width() as usize * 3;
             for row in 0..th as usize {
                 let from = (sy as usize + row) * src_stride + sx as usize * 3;
@@ -167,9 +155,9 @@ fn mosaic(i: usize, photos: &[RgbImage]) -> RgbImage {
 
 /// Image `i` encoded, and its file name.
 fn encode(i: usize, img: &RgbImage) -> Result<(String, Vec<u8>)> {
-    let mut rng = Rng(i as u64 * 104_729 + 3);
+    let mut rng = Rng::new(i as u64 * 104_729 + 3);
     let mut bytes = Vec::new();
-    if rng.below(10) == 0 {
+    if below(&mut rng, 10) == 0 {
         image::codecs::png::PngEncoder::new(&mut bytes).write_image(
             img.as_raw(),
             img.width(),
@@ -178,9 +166,9 @@ fn encode(i: usize, img: &RgbImage) -> Result<(String, Vec<u8>)> {
         )?;
         return Ok((format!("{i:05}.png"), bytes));
     }
-    let mut jpeg = jpeg_encoder::Encoder::new(&mut bytes, 70 + rng.below(21) as u8);
+    let mut jpeg = jpeg_encoder::Encoder::new(&mut bytes, 70 + below(&mut rng, 21) as u8);
     jpeg.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
-    jpeg.set_progressive(rng.below(8) == 0);
+    jpeg.set_progressive(below(&mut rng, 8) == 0);
     jpeg.encode(
         img.as_raw(),
         img.width() as u16,

@@ -12,6 +12,7 @@ use crate::janus::error::Result;
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder};
+use datasets::rng::Rng;
 use pipeline::Digest;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -38,44 +39,31 @@ struct RandomBackend {
     made: Mutex<HashMap<String, Tensor>>,
 }
 
-/// SplitMix64: a small, well-mixed stream of 64-bit values.
-struct SplitMix(u64);
+/// Uniform in (0, 1] from the project's SplitMix64.
+fn unit_open_below(rng: &mut Rng) -> f64 {
+    ((rng.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
+}
 
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+/// `n` standard normals, drawn in pairs (Box–Muller).
+fn normals(rng: &mut Rng, n: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(n + 1);
+    while out.len() < n {
+        let (u, v) = (unit_open_below(rng), unit_open_below(rng));
+        let r = (-2.0 * u.ln()).sqrt();
+        let t = std::f64::consts::TAU * v;
+        out.push((r * t.cos()) as f32);
+        out.push((r * t.sin()) as f32);
     }
-
-    /// Uniform in (0, 1].
-    fn unit(&mut self) -> f64 {
-        ((self.next() >> 11) + 1) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Standard normal pairs (Box–Muller).
-    fn normals(&mut self, n: usize) -> Vec<f32> {
-        let mut out = Vec::with_capacity(n + 1);
-        while out.len() < n {
-            let (u, v) = (self.unit(), self.unit());
-            let r = (-2.0 * u.ln()).sqrt();
-            let t = std::f64::consts::TAU * v;
-            out.push((r * t.cos()) as f32);
-            out.push((r * t.sin()) as f32);
-        }
-        out.truncate(n);
-        out
-    }
+    out.truncate(n);
+    out
 }
 
 impl RandomBackend {
-    fn stream(&self, name: &str) -> SplitMix {
+    fn stream(&self, name: &str) -> Rng {
         let d = Digest::of_json(&(self.seed, name));
         let mut bytes = [0u8; 8];
         bytes.copy_from_slice(&d.as_bytes()[..8]);
-        SplitMix(u64::from_le_bytes(bytes))
+        Rng::new(u64::from_le_bytes(bytes))
     }
 
     fn make(&self, shape: &Shape, name: &str, hint: Init) -> candle_core::Result<Tensor> {
@@ -85,8 +73,7 @@ impl RandomBackend {
             _ if name.ends_with(".bias") => vec![0.0; n],
             _ => {
                 let std = self.std as f32;
-                self.stream(name)
-                    .normals(n)
+                normals(&mut self.stream(name), n)
                     .into_iter()
                     .map(|x| x * std)
                     .collect()

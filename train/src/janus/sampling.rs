@@ -10,6 +10,7 @@
 //! rows of its batch.
 
 use candle_core::{D, DType, Device, IndexOp, Result, Tensor};
+use datasets::rng::Rng;
 
 /// How to draw from a distribution of logits.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -56,29 +57,25 @@ impl Sampling {
 /// A seeded stream of uniform numbers in (0, 1) per row (SplitMix64).
 #[derive(Clone, Debug)]
 pub struct RowRng {
-    states: Vec<u64>,
+    rows: Vec<Rng>,
 }
 
 impl RowRng {
     pub fn new(seeds: &[u64]) -> Self {
         RowRng {
-            states: seeds.to_vec(),
+            rows: seeds.iter().map(|&s| Rng::new(s)).collect(),
         }
     }
 
-    fn next(state: &mut u64) -> f32 {
-        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = *state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
+    fn next(rng: &mut Rng) -> f32 {
+        let z = rng.next_u64();
         // 24 random bits, centred in their cell: strictly inside (0, 1).
         ((z >> 40) as f32 + 0.5) / (1u32 << 24) as f32
     }
 
     /// One uniform number per row, as a [rows] F32 tensor.
     pub fn uniforms(&mut self, device: &Device) -> Result<Tensor> {
-        let u: Vec<f32> = self.states.iter_mut().map(Self::next).collect();
+        let u: Vec<f32> = self.rows.iter_mut().map(Self::next).collect();
         Tensor::new(u, device)
     }
 }

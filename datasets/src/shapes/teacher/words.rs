@@ -2,9 +2,9 @@
 //! are described in, size and location words, noun phrases, counted lists, relation
 //! phrases, and the seeded choice among equivalent wordings.
 
+use crate::rng::{Rng, mix};
 use crate::shapes::judge::{POSITION_MARGIN, relative_position};
 use crate::shapes::render::DEFAULT_SIZE;
-use crate::shapes::rng::{Rng, mix};
 use crate::shapes::scene::{MAX_SIZE, MIN_SIZE, Object, Scene};
 use crate::shapes::vocab::{BACKGROUND_NAME, Relation, number_word, with_article};
 

@@ -1,5 +1,6 @@
-//! Dataset formats: tables as Parquet shards (write, read, scan), and later the sources,
-//! the release export, the shapes world and the benchmark prompt suites.
+//! Dataset formats: tables as Parquet shards (write, read, scan), image preparation,
+//! the release export, the shapes world, and the project's seeded PRNG (`rng`), which
+//! every crate draws from so that seeded outputs never move with a dependency.
 //!
 //! Nothing here knows about the engine's store or scheduler: functions take folders
 //! and files and return data.

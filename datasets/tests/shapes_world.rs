@@ -261,6 +261,52 @@ fn metadata_json_is_genevals() {
 }
 
 #[test]
+fn terse_teacher_names_each_object_by_place_then_noun_in_reading_order() {
+    const PLACES: [&str; 9] = [
+        "Top left",
+        "Top",
+        "Top right",
+        "Left",
+        "Center",
+        "Right",
+        "Bottom left",
+        "Bottom",
+        "Bottom right",
+    ];
+    let third = |v: f64| ((v * 3.0).floor() as usize).min(2);
+    for scene in scenes(23, 200) {
+        let terse = terse_caption(&scene);
+        assert_eq!(terse, terse_caption(&scene), "deterministic");
+        let detailed = detailed_caption(&scene);
+        assert!(
+            terse.split(' ').count() < detailed.split(' ').count(),
+            "{terse} | {detailed}"
+        );
+        let mut sentences = terse.split(". ");
+        let opening = sentences.next().unwrap();
+        assert!(opening.contains(" on gray"), "{terse}");
+        // One clause per object, in reading order: rows of thirds, then left to right.
+        let mut objects = scene.objects.clone();
+        objects.sort_by(|a, b| {
+            third(a.center[1])
+                .cmp(&third(b.center[1]))
+                .then(a.center[0].total_cmp(&b.center[0]))
+        });
+        let clauses: Vec<&str> = sentences.collect();
+        assert_eq!(clauses.len(), objects.len(), "{terse}");
+        for (clause, o) in clauses.iter().zip(&objects) {
+            let place = PLACES[3 * third(o.center[1]) + third(o.center[0])];
+            let (said, noun) = clause.trim_end_matches('.').split_once(": ").unwrap();
+            assert_eq!(said, place, "{terse}");
+            assert!(
+                noun.ends_with(&format!("{} {}", o.color.name(), o.shape.name())),
+                "{clause} for {o:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn teacher_mentions_every_object_with_color_and_shape() {
     let mut openings = HashSet::new();
     for scene in scenes(21, 200) {

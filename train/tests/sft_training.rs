@@ -320,12 +320,16 @@ fn a_resumed_run_gives_bitwise_the_same_losses() {
         .num_threads(1)
         .build()
         .unwrap();
-    pool.install(resume_matches);
+    // Checkpoints inside a length group (drawn again on restore) and at its end.
+    for (length_group, at) in [(4, 3), (16, 3), (2, 4)] {
+        pool.install(|| resume_matches(length_group, at));
+    }
 }
 
-fn resume_matches() {
+fn resume_matches(length_group: usize, at: usize) {
     let dir = model_folder();
     let config = SftConfig {
+        length_group,
         steps: 6,
         batch_size: 2,
         grad_accum: 2,
@@ -340,16 +344,18 @@ fn resume_matches() {
         .collect();
 
     let mut first = trainer(dir.path(), config.clone(), 5);
-    for _ in 0..3 {
+    for _ in 0..at {
         first.train_step().unwrap();
     }
     let blob = first.checkpoint().unwrap();
     drop(first);
     let mut resumed = trainer(dir.path(), config, 5);
     resumed.restore(&blob).unwrap();
-    assert_eq!(resumed.step(), 3);
-    let after: Vec<f64> = (0..3).map(|_| resumed.train_step().unwrap().loss).collect();
-    assert_eq!(after, losses[3..], "losses after resuming");
+    assert_eq!(resumed.step(), at);
+    let after: Vec<f64> = (at..6)
+        .map(|_| resumed.train_step().unwrap().loss)
+        .collect();
+    assert_eq!(after, losses[at..], "losses after resuming at step {at}");
     assert_eq!(
         resumed.metrics().iter().map(|m| m.loss).collect::<Vec<_>>(),
         losses
@@ -368,7 +374,10 @@ fn resume_matches() {
             .unwrap()
             .to_scalar::<f32>()
             .unwrap();
-        assert_eq!(diff, 0.0, "{name}");
+        assert_eq!(
+            diff, 0.0,
+            "{name} (length group {length_group}, resumed at {at})"
+        );
     }
 }
 

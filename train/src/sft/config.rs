@@ -83,6 +83,10 @@ pub struct SftConfig {
     /// Micro-batches per optimiser step (global batch = batch_size × grad_accum).
     #[serde(default = "one_usize")]
     pub grad_accum: usize,
+    /// The samples of this many steps are drawn together and grouped by length into
+    /// steps (1: each step alone), so that little of the compute goes to padding.
+    #[serde(default = "default_length_group")]
+    pub length_group: usize,
     /// Peak learning rate.
     #[serde(default = "default_lr")]
     pub lr: f64,
@@ -185,6 +189,9 @@ fn default_cfg_dropout() -> f64 {
 fn default_max_length() -> usize {
     1280
 }
+fn default_length_group() -> usize {
+    16
+}
 fn default_checkpoint_every() -> usize {
     50
 }
@@ -215,8 +222,9 @@ impl SftConfig {
 
     /// Settings that cannot train.
     pub fn check(&self) -> Result<(), String> {
-        if self.steps == 0 || self.batch_size == 0 || self.grad_accum == 0 {
-            return Err("steps, batch_size and grad_accum must be at least 1".into());
+        if self.steps == 0 || self.batch_size == 0 || self.grad_accum == 0 || self.length_group == 0
+        {
+            return Err("steps, batch_size, grad_accum and length_group must be at least 1".into());
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(format!("lr {} must be positive", self.lr));

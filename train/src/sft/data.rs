@@ -16,9 +16,11 @@
 //!
 //! Randomness is a function of (seed, epoch, sample, purpose) through a digest, so the
 //! whole data stream is fixed by the seed and the position in it ([`Order`]), which is
-//! all a checkpoint needs to continue it. Each optimiser step takes `batch × accum`
-//! samples, sorts them by length and cuts them into micro-batches (length bucketing
-//! within the step: the global batch is exactly the drawn one, the padding small).
+//! all a checkpoint needs to continue it. The samples of `length_group` steps are drawn
+//! together, sorted by length and cut into steps of `batch × accum` taken in a seeded
+//! order ([`group_by_length`]); each step sorts its own by length again and cuts them
+//! into micro-batches ([`buckets`]). The padding is then small, and a step's batch is
+//! still exactly `batch × accum` drawn samples.
 
 use super::config::Unconditional;
 use crate::janus::cache::Padding;
@@ -372,6 +374,25 @@ pub fn buckets(mut rows: Vec<Sequence>, size: usize) -> Vec<Vec<Sequence>> {
     out
 }
 
+/// The sequences of several steps cut into steps of `per_step` after sorting by length,
+/// the steps then in an order drawn from `key`: each step is still `per_step` drawn
+/// sequences, now of similar lengths, so its micro-batches carry little padding (the
+/// length grouping of `group_by_length` trainers), and long and short steps alternate
+/// at random rather than in runs.
+pub fn group_by_length(
+    rows: Vec<Sequence>,
+    per_step: usize,
+    key: &impl serde::Serialize,
+) -> Vec<Vec<Sequence>> {
+    let mut keyed: Vec<(u64, Vec<Sequence>)> = buckets(rows, per_step)
+        .into_iter()
+        .enumerate()
+        .map(|(k, step)| (draw(&(key, k)), step))
+        .collect();
+    keyed.sort_by_key(|(d, _)| *d);
+    keyed.into_iter().map(|(_, step)| step).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,6 +452,51 @@ mod tests {
             },
         );
         assert_eq!(b.next_sample(), (second[2], 1));
+    }
+
+    #[test]
+    fn length_groups_are_whole_steps_of_similar_lengths_in_a_seeded_order() {
+        let seq = |n: usize| Sequence {
+            ids: vec![1; n],
+            is_image: vec![false; n],
+            labels: vec![None; n - 1],
+        };
+        let lengths = [7, 30, 12, 5, 28, 9, 15, 22, 3, 18, 26, 11];
+        let rows = || lengths.iter().map(|&n| seq(n)).collect::<Vec<_>>();
+        let steps = group_by_length(rows(), 3, &(1u64, "g"));
+        let mut lens: Vec<Vec<usize>> = steps
+            .iter()
+            .map(|s| s.iter().map(|r| r.ids.len()).collect())
+            .collect();
+        assert!(lens.iter().all(|s| s.len() == 3), "{lens:?}");
+        // Every sequence is used once.
+        let mut all: Vec<usize> = lens.concat();
+        all.sort();
+        let mut want = lengths.to_vec();
+        want.sort();
+        assert_eq!(all, want);
+        // The steps are the length-sorted thirds, in an order that the key decides.
+        lens.sort_by_key(|s| std::cmp::Reverse(s[0]));
+        assert_eq!(
+            lens,
+            vec![
+                vec![30, 28, 26],
+                vec![22, 18, 15],
+                vec![12, 11, 9],
+                vec![7, 5, 3]
+            ]
+        );
+        let order = |key: u64| -> Vec<usize> {
+            group_by_length(rows(), 3, &(key, "g"))
+                .iter()
+                .map(|s| s[0].ids.len())
+                .collect()
+        };
+        assert_eq!(order(1), order(1));
+        assert!(
+            (2..20).any(|k| order(k) != order(1)),
+            "the key changes the step order"
+        );
     }
 
     #[test]

@@ -18,6 +18,8 @@ use std::collections::HashMap;
 pub struct Progress {
     /// Optimiser steps done.
     pub step: usize,
+    /// Where the data stream is drawn from next; mid length group, where that group was
+    /// drawn from (it is drawn again and its taken steps skipped).
     pub position: Position,
     pub metrics: Vec<StepMetrics>,
     /// Parameter names, in the model's order.

@@ -1,11 +1,14 @@
-//! The training loop of one SFT run: draw the step's samples, build their sequences,
-//! cut them into length-bucketed micro-batches ([`Trainer`]); accumulate the gradients
+//! The training loop of one SFT run: draw the samples of a length group of steps,
+//! build their sequences, group them by length into steps and cut each step into
+//! length-bucketed micro-batches ([`Trainer`]); accumulate the gradients
 //! of each micro-batch's loss (scaled by 1 / micro-batches, as ReasonGen-R1), clip the
 //! global norm, and take one AdamW step at the schedule's learning rate ([`Stepper`],
 //! which the benchmark drives with synthetic batches).
 
 use super::config::SftConfig;
-use super::data::{Batch, Builder, Draws, Example, Order, Position, Sequence, Weights, buckets};
+use super::data::{
+    Batch, Builder, Draws, Example, Order, Position, Sequence, Weights, buckets, group_by_length,
+};
 use super::loss::loss;
 use super::optim::{AdamW, AdamWConfig, clip, learning_rate};
 use super::params::Params;
@@ -17,6 +20,7 @@ use crate::janus::text::TextTokenizer;
 use candle_core::{DType, Device, Tensor};
 use schemas::sft_sample::SftSample;
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
 use std::path::Path;
 use std::time::Instant;
 
@@ -213,6 +217,10 @@ pub struct Trainer {
     stepper: Stepper,
     examples: Vec<Example>,
     order: Order,
+    /// The steps of the current length group not yet taken, and where in the data
+    /// stream the group was drawn from (what a checkpoint records while steps remain).
+    pending: VecDeque<Vec<Sequence>>,
+    group_start: Position,
     step: usize,
     metrics: Vec<StepMetrics>,
 }
@@ -237,20 +245,19 @@ impl Trainer {
             eps: config.eps,
             weight_decay: config.weight_decay,
         };
-        let order = Order::new(
-            config.seed,
-            examples.len(),
-            Position {
-                epoch: 0,
-                cursor: 0,
-            },
-        );
+        let start = Position {
+            epoch: 0,
+            cursor: 0,
+        };
+        let order = Order::new(config.seed, examples.len(), start.clone());
         Ok(Trainer {
             stepper: Stepper::new(model_config, params, adamw, dtype)?,
             config,
             text,
             examples,
             order,
+            pending: VecDeque::new(),
+            group_start: start,
             step: 0,
             metrics: Vec::new(),
         })
@@ -272,8 +279,17 @@ impl Trainer {
         &self.text
     }
 
-    /// The sequences of the next step's samples.
+    /// The sequences of the next step's samples, from the current length group (a new
+    /// one drawn when it is used up).
     fn next_sequences(&mut self) -> Result<Vec<Sequence>> {
+        if self.pending.is_empty() {
+            self.draw_group()?;
+        }
+        Ok(self.pending.pop_front().unwrap_or_default())
+    }
+
+    /// Draw the samples of `length_group` steps and group them by length into steps.
+    fn draw_group(&mut self) -> Result<()> {
         let builder = Builder {
             text: &self.text,
             template: self.config.template(),
@@ -284,14 +300,19 @@ impl Trainer {
             seed: self.config.seed,
             cfg_dropout: self.config.cfg_dropout,
         };
-        (0..self.config.batch_size * self.config.grad_accum)
+        self.group_start = self.order.position().clone();
+        let per_step = self.config.batch_size * self.config.grad_accum;
+        let rows = (0..per_step * self.config.length_group)
             .map(|_| {
                 let (i, epoch) = self.order.next_sample();
                 let example = &self.examples[i];
                 let (prompt, dropped) = draws.of(example, i, epoch);
                 builder.build(example, &prompt, dropped)
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        let key = (self.config.seed, &self.group_start, "steps");
+        self.pending = group_by_length(rows, per_step, &key).into();
+        Ok(())
     }
 
     /// One optimiser step.
@@ -339,7 +360,13 @@ impl Trainer {
             &self.stepper.optimizer,
             &Progress {
                 step: self.step,
-                position: self.order.position().clone(),
+                // Mid-group, the group is drawn again on restore and its taken steps
+                // skipped.
+                position: if self.pending.is_empty() {
+                    self.order.position().clone()
+                } else {
+                    self.group_start.clone()
+                },
                 metrics: self.metrics.clone(),
                 names: self.stepper.params.names.clone(),
             },
@@ -367,6 +394,12 @@ impl Trainer {
             self.examples.len(),
             restored.progress.position,
         );
+        self.pending.clear();
+        let taken = self.step % self.config.length_group;
+        if taken > 0 {
+            self.draw_group()?;
+            self.pending.drain(..taken);
+        }
         Ok(())
     }
 

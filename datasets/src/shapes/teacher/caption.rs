@@ -1,10 +1,13 @@
-//! The detailed caption (the rationale): an opening with how many shapes of which
-//! kinds are on the background; one sentence per object in reading order with its
-//! size, color, shape, place on the canvas and its relation to the object before; a
-//! closing remark on the style.
+//! The rationale in two styles. The detailed caption: an opening with how many shapes
+//! of which kinds are on the background; one sentence per object in reading order with
+//! its size, color, shape, place on the canvas and its relation to the object before;
+//! a closing remark on the style. The terse caption: the same opening, shortened, then
+//! one clause per object in reading order, its place first and its noun phrase last
+//! (`Top left: a small red square.`), nothing else.
 
 use super::words::{
-    Wording, background, capitalize, inventory, location, noun, reading_order, relation_phrase,
+    Wording, background, capitalize, inventory, location, noun, place_name, reading_order,
+    relation_phrase,
 };
 use crate::shapes::scene::Scene;
 use crate::shapes::vocab::with_article;
@@ -60,4 +63,20 @@ pub fn detailed_caption(scene: &Scene) -> String {
     };
     sentences.push(wording.pick(closing).to_owned());
     sentences.join(" ")
+}
+
+/// The terse caption of a scene: every object's place and noun phrase in a fixed
+/// order and wording, so that each object's colour and shape stand next to its place
+/// (a model as small as the shapes world's reads them off there); no relations (the
+/// places imply them) and no remark on the style.
+pub fn terse_caption(scene: &Scene) -> String {
+    let objects = reading_order(scene);
+    let (count, breakdown) = inventory(&objects);
+    let count = count.replace(" flat", "");
+    let mut clauses = vec![format!("{} on gray{breakdown}.", capitalize(&count))];
+    for obj in &objects {
+        let a_noun = with_article(&noun(obj, true));
+        clauses.push(format!("{}: {a_noun}.", capitalize(place_name(obj))));
+    }
+    clauses.join(" ")
 }

@@ -1,5 +1,5 @@
 //! The exact teacher: what a captioning LLM would write for a scene, derived from its
-//! scene graph. `caption` writes the detailed caption (the rationale), `augment` the
+//! scene graph. `caption` writes the rationale (detailed or terse), `augment` the
 //! augmented prompts, `words` holds their shared phrasing; [`scene_metadata`] gives
 //! the GenEval-style record of the scene, so images, prompts and the judge agree.
 
@@ -8,7 +8,7 @@ mod caption;
 mod words;
 
 pub use augment::augmented_prompts;
-pub use caption::detailed_caption;
+pub use caption::{detailed_caption, terse_caption};
 
 use super::metadata::{Exclude, Include, Metadata, Task};
 use super::scene::Scene;

@@ -69,20 +69,43 @@ pub(super) fn size_word(obj: &Object) -> &'static str {
     }
 }
 
+/// Which of the canvas's nine regions (thirds by thirds, row-major) an object's
+/// center falls in.
+fn region(obj: &Object) -> usize {
+    3 * usize::from(third(obj.center[1])) + usize::from(third(obj.center[0]))
+}
+
 /// Where on the canvas an object is (`in the upper left`), by the thirds it falls in.
 pub(super) fn location(obj: &Object, wording: &mut Wording) -> &'static str {
-    let options: [&str; 2] = match (third(obj.center[1]), third(obj.center[0])) {
-        (0, 0) => ["in the upper left", "in the top-left corner"],
-        (0, 1) => ["at the top", "near the top edge"],
-        (0, _) => ["in the upper right", "in the top-right corner"],
-        (1, 0) => ["on the left", "at the left side"],
-        (1, 1) => ["in the center", "in the middle"],
-        (1, _) => ["on the right", "at the right side"],
-        (_, 0) => ["in the lower left", "in the bottom-left corner"],
-        (_, 1) => ["at the bottom", "near the bottom edge"],
-        (_, _) => ["in the lower right", "in the bottom-right corner"],
-    };
-    wording.pick(&options)
+    const OPTIONS: [[&str; 2]; 9] = [
+        ["in the upper left", "in the top-left corner"],
+        ["at the top", "near the top edge"],
+        ["in the upper right", "in the top-right corner"],
+        ["on the left", "at the left side"],
+        ["in the center", "in the middle"],
+        ["on the right", "at the right side"],
+        ["in the lower left", "in the bottom-left corner"],
+        ["at the bottom", "near the bottom edge"],
+        ["in the lower right", "in the bottom-right corner"],
+    ];
+    wording.pick(&OPTIONS[region(obj)])
+}
+
+/// The place of an object in one fixed wording (`top left`, `center`), by the thirds
+/// it falls in.
+pub(super) fn place_name(obj: &Object) -> &'static str {
+    const NAMES: [&str; 9] = [
+        "top left",
+        "top",
+        "top right",
+        "left",
+        "center",
+        "right",
+        "bottom left",
+        "bottom",
+        "bottom right",
+    ];
+    NAMES[region(obj)]
 }
 
 /// `red circle`, or with its size `large red circle`.

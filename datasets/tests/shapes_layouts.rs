@@ -1,5 +1,6 @@
 //! The shapes world's lattice layouts and the bindings preset of held-out compositions.
 
+use datasets::shapes::judge::relative_position;
 use datasets::shapes::*;
 use std::collections::HashSet;
 
@@ -138,10 +139,59 @@ fn bindings_are_held_out_of_training_prompts_and_scenes_but_not_their_parts() {
         matches!(err, ShapesError::HeldOut(ref m) if m.contains("held-out binding")),
         "{err}"
     );
-    // Position prompts keep the standard relation–shape pairs.
-    assert!(
-        all_prompts(Task::Position)
-            .iter()
-            .any(|m| held.split_of(m) == Split::HeldOut && m.prompt.contains("circle above"))
-    );
+    // Six relations between two shapes are held out, in both phrasings: 12 of the 48
+    // position prompts, while each shape stays in every relation with other shapes.
+    let position = all_prompts(Task::Position);
+    let held_position: Vec<&str> = position
+        .iter()
+        .filter(|m| held.split_of(m) == Split::HeldOut)
+        .map(|m| m.prompt.as_str())
+        .collect();
+    assert_eq!(held_position.len(), 12, "{held_position:?}");
+    for prompt in [
+        "a photo of a circle above a triangle",
+        "a photo of a triangle below a circle",
+    ] {
+        assert!(held_position.contains(&prompt), "{held_position:?}");
+    }
+    for shape in Shape::ALL {
+        for relation in ["above", "below", "left of", "right of"] {
+            let phrase = format!("a {} {relation} a", shape.name());
+            assert!(
+                position
+                    .iter()
+                    .any(|m| held.split_of(m) == Split::Train && m.prompt.contains(&phrase)),
+                "no training prompt has {phrase:?}"
+            );
+        }
+    }
+    // Training scenes never show a held-out relation as the judge sees relations: 300
+    // scenes of training position prompts and 300 random ones.
+    let mut generator = SceneGenerator::new(4)
+        .avoiding(held.clone())
+        .on_lattice(lattice(vec![0, 2, 5]));
+    let train_position: Vec<&Metadata> = position
+        .iter()
+        .filter(|m| held.split_of(m) == Split::Train)
+        .collect();
+    for i in 0..300 {
+        let scene = generator
+            .for_metadata(train_position[i % train_position.len()])
+            .unwrap();
+        let random = generator.random().unwrap();
+        for scene in [scene, random] {
+            for a in &scene.objects {
+                for b in scene.objects.iter().filter(|b| b.shape != a.shape) {
+                    let rels = relative_position(
+                        &a.bbox(DEFAULT_SIZE),
+                        &b.bbox(DEFAULT_SIZE),
+                        JudgeOptions::default().position_threshold,
+                    );
+                    for rel in rels {
+                        assert!(!held.holds_placement(a.shape, rel, b.shape), "{scene:?}");
+                    }
+                }
+            }
+        }
+    }
 }

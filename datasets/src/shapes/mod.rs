@@ -10,8 +10,10 @@
 //! - [`render`]: anti-aliased rasterisation and PNG;
 //! - [`metadata`]: GenEval-style records and their JSON;
 //! - [`prompts`]: GenEval's six task templates and the seeded prompt-set generator;
-//! - [`split`]: held-out color–shape and relation–shape pairs;
-//! - [`teacher`]: detailed captions, augmented prompts and records of scenes;
+//! - [`split`]: held-out color–shape pairs, relation–shape pairs, relations between
+//!   two shapes and bindings;
+//! - [`teacher`]: rationales (detailed or terse captions), augmented prompts and
+//!   records of scenes;
 //! - [`judge`]: detection and GenEval scoring of images, summaries;
 //! - [`perturb`]: blur, noise and JPEG, the degradations the judge is tested against.
 

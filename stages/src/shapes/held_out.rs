@@ -12,8 +12,9 @@ pub enum HeldOutPreset {
     /// Color–shape pairs (a red square) and relation–shape pairs (a circle above).
     #[default]
     Standard,
-    /// Bindings of two colored shapes and the relation–shape pairs; every colored shape
-    /// is seen alone.
+    /// Bindings of two colored shapes and relations between two given shapes (a circle
+    /// above a triangle); every colored shape is seen alone, every shape in every
+    /// relation with other shapes.
     Bindings,
     /// Nothing: for a tokenizer's corpus, which must know how everything looks.
     None,

@@ -27,6 +27,12 @@ const TINY: &[&str] = &[
     "--set",
     "sft_plain.steps=2",
     "--set",
+    "sft_rationale.eval.max_prompts=3",
+    "--set",
+    "sft_rationale.eval.generate.max_rationale_tokens=8",
+    "--set",
+    "sft_plain.eval.max_prompts=3",
+    "--set",
     "draw_rationale.samples=1",
     "--set",
     "draw_rationale.max_rationale_tokens=8",
@@ -86,5 +92,15 @@ fn both_sft_arms_train_draw_and_are_judged() {
             assert!((0.0..=1.0).contains(&score), "{node} {task}: {t}");
             assert!(t["prompts"].as_u64().unwrap() >= 1, "{node} {task}: {t}");
         }
+    }
+    // Each training judged its model on the held-out prompts after its last step.
+    let store = pipeline::Store::open(&p.store()).unwrap();
+    for node in ["sft_rationale", "sft_plain"] {
+        let r = store.get_ref("shapes", node).unwrap().expect("ref");
+        let text = std::fs::read_to_string(store.object_dir(&r.digest).join("eval.jsonl")).unwrap();
+        let last: serde_json::Value =
+            serde_json::from_str(text.lines().last().expect("an evaluation")).unwrap();
+        assert_eq!(last["step"], 2, "{node}: {last}");
+        assert_eq!(last["prompts"], 3, "{node}: {last}");
     }
 }

@@ -43,9 +43,6 @@ impl Preset {
 pub struct InitConfig {
     /// The architecture: `tiny`, `mini` or `small`.
     pub preset: Preset,
-    /// The preset's number of layers replaced by this one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub layers: Option<usize>,
     /// Standard deviation of the weights (Janus-Pro's `initializer_range`: 0.02).
     #[serde(default = "default_std")]
     pub init_std: f64,
@@ -101,9 +98,6 @@ impl Stage for InitModel {
         {
             return Err("`columns` is empty".into());
         }
-        if config.layers == Some(0) {
-            return Err("`layers` must be at least 1".into());
-        }
         Ok(())
     }
 
@@ -121,10 +115,7 @@ impl Stage for InitModel {
                 corpus.extend(text);
             }
             let tokenizer = text::learn(&corpus, config.text_vocab_size).map_err(StageError::msg)?;
-            let mut preset = config.preset.config(0, images.codebook_size() as usize);
-            if let Some(layers) = config.layers {
-                preset.language.num_hidden_layers = layers;
-            }
+            let preset = config.preset.config(0, images.codebook_size() as usize);
             let written = write_model(&ctx.out_dir, &preset, &tokenizer, config.init_std, ctx.seed)
                 .map_err(StageError::msg)?;
             let l = &written.language;

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 use train::janus::draw::{Drawer, png};
-use train::janus::generate::Timing;
+use train::janus::generate::{Timing, Unconditional};
 use train::janus::load::DeviceChoice;
 use train::stages::generate::{GenerateConfig, SamplingConfig, sample_seed};
 
@@ -60,6 +60,10 @@ pub struct GenerateArgs {
     /// Classifier-free guidance weight (1: none).
     #[arg(long, default_value_t = 5.0)]
     cfg: f64,
+    /// Guide from an unconditional twin without the prompt (masked, as `model.sft`
+    /// drops samples by default) rather than from attended pads (Janus' inference).
+    #[arg(long)]
+    masked_unconditional: bool,
     /// Prompts generated together.
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
@@ -104,6 +108,11 @@ pub fn generate(quiet: bool, args: GenerateArgs) -> Result<ExitCode> {
             top_p: args.image_top_p,
         },
         cfg_weight: args.cfg,
+        unconditional: if args.masked_unconditional {
+            Unconditional::Masked
+        } else {
+            Unconditional::Pads
+        },
         batch_size: args.batch_size,
         device: args.device,
         benchmark: None,

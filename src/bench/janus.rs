@@ -147,6 +147,7 @@ pub fn run(args: JanusBenchArgs) -> Result<ExitCode> {
                 }),
                 image: Sampling::MULTINOMIAL,
                 cfg_weight: args.cfg,
+                unconditional: train::janus::generate::Unconditional::Pads,
                 image_tokens,
             };
             let m = run_mode(&model, &vq, args.batch, &options, args.runs)?;

@@ -297,6 +297,7 @@ fn sampled_options() -> GenerateOptions {
             top_p: None,
         },
         cfg_weight: 3.0,
+        unconditional: train::janus::generate::Unconditional::Pads,
         image_tokens: 256,
     }
 }
@@ -337,6 +338,47 @@ fn generation_is_determined_by_the_seed() {
         assert!(g.image_tokens.iter().all(|&c| c < 256));
         assert!(g.rationale_ids.len() <= 6);
     }
+}
+
+#[test]
+fn guidance_zero_draws_from_the_unconditional_twin_masked_or_padded() {
+    use train::janus::generate::Unconditional;
+    let loaded = load(&fixtures().join("original"), &Device::Cpu).unwrap();
+    let s = loaded.text.special;
+    let prompt = loaded
+        .text
+        .prompt_ids("two blue spheres on the left of a tree", true)
+        .unwrap();
+    let options = |cfg_weight, unconditional| GenerateOptions {
+        rationale: None,
+        image: Sampling {
+            temperature: 0.0,
+            top_k: None,
+            top_p: None,
+        },
+        cfg_weight,
+        unconditional,
+        image_tokens: 12,
+    };
+    let draw = |prompt_ids: Vec<u32>, o: GenerateOptions| {
+        let request = Request { prompt_ids, seed: 1 };
+        generate(&loaded.model, &s, &[request], &o).unwrap().0[0]
+            .image_tokens
+            .clone()
+    };
+    // Weight 0 draws from the twin alone. Masked, the twin is `[BOS] <begin_of_image>`
+    // (the prompt left out, as a dropped SFT sample); padded, the prompt's length of
+    // attended pads between them.
+    let bare = vec![s.bos, s.begin_of_image];
+    let masked = draw(prompt.clone(), options(0.0, Unconditional::Masked));
+    assert_eq!(masked, draw(bare, options(1.0, Unconditional::Masked)));
+    let pads: Vec<u32> = prompt
+        .iter()
+        .map(|&t| if t == s.bos || t == s.begin_of_image { t } else { s.pad })
+        .collect();
+    let padded = draw(prompt.clone(), options(0.0, Unconditional::Pads));
+    assert_eq!(padded, draw(pads, options(1.0, Unconditional::Pads)));
+    assert_ne!(masked, padded, "the two twins are different rows");
 }
 
 /// A fresh tiny preset (no checkpoint), its variables and a training batch.

@@ -140,6 +140,7 @@ fn greedy_generation_with_a_rationale_and_cfg_matches() {
         }),
         image: Sampling::GREEDY,
         cfg_weight: meta["cfg_weight"].as_f64().unwrap(),
+        unconditional: train::janus::generate::Unconditional::Pads,
         image_tokens: meta["image_tokens"].as_u64().unwrap() as usize,
     };
     let (out, _) = generate(&loaded.model, &loaded.text.special, &requests, &options).unwrap();
@@ -172,6 +173,7 @@ fn greedy_plain_generation_with_cfg_matches() {
         rationale: None,
         image: Sampling::GREEDY,
         cfg_weight: meta["cfg_weight"].as_f64().unwrap(),
+        unconditional: train::janus::generate::Unconditional::Pads,
         image_tokens: meta["image_tokens"].as_u64().unwrap() as usize,
     };
     let (out, _) = generate(&loaded.model, &loaded.text.special, &requests, &options).unwrap();

@@ -46,7 +46,7 @@ pub struct ShapesPrompts;
 impl Stage for ShapesPrompts {
     type Config = PromptsConfig;
     const KIND: &'static str = "shapes.prompts";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DOC: &'static str = "GenEval-style prompts over the shapes world, training or held-out split, with their metadata records.";
     const INPUTS: &'static [InputSpec] = &[];
     const OUTPUT: OutputDecl = OutputDecl::Fixed(ArtifactType::table("rl_prompt"));

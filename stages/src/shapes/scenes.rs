@@ -120,7 +120,7 @@ fn scene(
 impl Stage for ShapesScenes {
     type Config = ScenesConfig;
     const KIND: &'static str = "shapes.scenes";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DOC: &'static str = "Seeded scenes of coloured shapes rendered to PNG, with scene graphs and prompts (no held-out pairs).";
     const INPUTS: &'static [InputSpec] = &[];
     const OUTPUT: OutputDecl = OutputDecl::Fixed(ArtifactType::table("source_image"));

@@ -4,7 +4,9 @@
 //! rationales, image codes and images.
 
 use super::error::{JanusError, Result};
-use super::generate::{GenerateOptions, RationaleOptions, Request, Timing, generate};
+use super::generate::{
+    GenerateOptions, RationaleOptions, Request, Timing, Unconditional, generate,
+};
 use super::load::{Loaded, load};
 use super::model::Janus;
 use super::sampling::Sampling;
@@ -23,6 +25,7 @@ pub struct DrawOptions {
     pub rationale: Option<RationaleOptions>,
     pub image: Sampling,
     pub cfg_weight: f64,
+    pub unconditional: Unconditional,
 }
 
 /// One prompt's picture.
@@ -93,6 +96,7 @@ impl Drawer {
             rationale: options.rationale,
             image: options.image,
             cfg_weight: options.cfg_weight,
+            unconditional: options.unconditional,
             image_tokens: self.images.tokens(),
         };
         let (generations, timing) = generate(

@@ -9,8 +9,9 @@
 //! 2. **Image** (`gen_head`): the prompt, rationale and `<begin_of_image>` are encoded
 //!    afresh. Each conditional row gets an unconditional twin in which every token but
 //!    BOS and `<begin_of_image>` is the pad token, attended as in Janus'
-//!    `generation_inference.py` (rows `0..B` conditional, `B..2B` unconditional, as
-//!    transformers orders them); the logits are `uncond + w · (cond − uncond)` (no twin
+//!    `generation_inference.py` ([`Unconditional::Pads`]), or left out as the SFT's
+//!    dropped rows leave them ([`Unconditional::Masked`]) (rows `0..B` conditional,
+//!    `B..2B` unconditional, as transformers orders them); the logits are `uncond + w · (cond − uncond)` (no twin
 //!    when w = 1). A drawn code enters the next step as `gen_aligner(gen_embed(code))`
 //!    in both rows.
 //!
@@ -35,6 +36,30 @@ pub struct RationaleOptions {
     pub max_tokens: usize,
 }
 
+/// What an unconditional row looks like: in SFT, a CFG-dropped sample; in generation,
+/// the twin that guidance extrapolates from.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Unconditional {
+    /// ReasonGen-R1's SFT: prompt and rationale become pad with attention 0, i.e. they
+    /// are absent: `[BOS] <begin_of_image> codes …` (computed without the pads).
+    #[default]
+    Masked,
+    /// As the unconditional row of Janus' inference (and ReasonGen-R1's evaluation):
+    /// the pads are attended tokens, which a model learns only if trained on them.
+    Pads,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GenerateOptions {
     /// `None`: Janus-Pro's plain mode; the prompts end with `<begin_of_image>`.
@@ -42,6 +67,8 @@ pub struct GenerateOptions {
     pub image: Sampling,
     /// Classifier-free guidance weight (Janus-Pro and ReasonGen-R1's evaluation: 5).
     pub cfg_weight: f64,
+    /// The unconditional twin of each row under guidance.
+    pub unconditional: Unconditional,
     /// Codes per image (576 for VQ-16 at 384²).
     pub image_tokens: usize,
 }
@@ -181,16 +208,14 @@ fn images(
     let guided = options.cfg_weight != 1.0;
     let mut rows = prefixes.to_vec();
     if guided {
-        rows.extend(prefixes.iter().map(|p| {
-            p.iter()
-                .map(|&t| {
-                    if t == special.bos || t == special.begin_of_image {
-                        t
-                    } else {
-                        special.pad
-                    }
-                })
-                .collect::<Vec<u32>>()
+        let kept = |t: u32| t == special.bos || t == special.begin_of_image;
+        rows.extend(prefixes.iter().map(|p| match options.unconditional {
+            Unconditional::Pads => p
+                .iter()
+                .map(|&t| if kept(t) { t } else { special.pad })
+                .collect::<Vec<u32>>(),
+            // Left padding masks what the pads stand for.
+            Unconditional::Masked => p.iter().copied().filter(|&t| kept(t)).collect(),
         }));
     }
     let (ids, padding) = left_pad(model, &rows, special.pad)?;

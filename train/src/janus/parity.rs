@@ -227,6 +227,7 @@ pub fn measure(fixtures: &Path, device: &Device, dtype: DType) -> Result<Report>
         rationale: None,
         image: Sampling::GREEDY,
         cfg_weight: number("cfg_weight")?,
+        unconditional: super::generate::Unconditional::Pads,
         image_tokens: number("image_tokens")? as usize,
     };
     let (out, _) = generate(&model, &text.special, &requests, &options)?;

@@ -33,17 +33,7 @@ impl Default for LossWeights {
     }
 }
 
-/// What an unconditional (CFG-dropped) sample looks like.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Unconditional {
-    /// ReasonGen-R1: prompt and rationale become pad with attention 0, i.e. they are
-    /// absent: `[BOS] <begin_of_image> codes …` (computed without the pads).
-    #[default]
-    Masked,
-    /// As the unconditional row of Janus' inference: the pads are attended tokens.
-    Pads,
-}
+pub use crate::janus::generate::Unconditional;
 
 /// Periodic generation on held-out prompts, judged by the shapes judge.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -10,7 +10,7 @@
 //! prompts generates only the new ones.
 
 use crate::janus::draw::{DrawOptions, Drawer, png};
-use crate::janus::generate::RationaleOptions;
+use crate::janus::generate::{RationaleOptions, Unconditional};
 use crate::janus::load::DeviceChoice;
 use crate::janus::sampling::Sampling;
 use datasets::table::{ShardOptions, ShardWriter, TableReader};
@@ -91,6 +91,14 @@ pub struct GenerateConfig {
     /// Classifier-free guidance weight on the image codes (1: none).
     #[serde(default = "default_cfg")]
     pub cfg_weight: f64,
+    /// The unconditional twin under guidance: `pads` (Janus' and ReasonGen-R1's
+    /// evaluation, attended pads) or `masked` (as `model.sft` drops samples by default;
+    /// for a model trained from scratch, which never saw attended pads).
+    #[serde(
+        default = "default_unconditional",
+        skip_serializing_if = "is_default_unconditional"
+    )]
+    pub unconditional: Unconditional,
     /// Prompts generated together (the model runs twice as many rows with guidance).
     #[serde(default = "default_batch")]
     pub batch_size: usize,
@@ -120,6 +128,13 @@ fn default_cfg() -> f64 {
 fn default_batch() -> usize {
     8
 }
+fn default_unconditional() -> Unconditional {
+    Unconditional::Pads
+}
+/// The default is left out of configs, so keys made before the option stay valid.
+fn is_default_unconditional(u: &Unconditional) -> bool {
+    *u == default_unconditional()
+}
 
 impl Default for GenerateConfig {
     fn default() -> Self {
@@ -131,6 +146,7 @@ impl Default for GenerateConfig {
             text_sampling: SamplingConfig::default(),
             image_sampling: SamplingConfig::default(),
             cfg_weight: default_cfg(),
+            unconditional: default_unconditional(),
             batch_size: default_batch(),
             device: DeviceChoice::Auto,
             benchmark: None,
@@ -156,6 +172,7 @@ impl GenerateConfig {
             }),
             image: self.image_sampling.into(),
             cfg_weight: self.cfg_weight,
+            unconditional: self.unconditional,
         }
     }
 }

@@ -361,7 +361,10 @@ fn guidance_zero_draws_from_the_unconditional_twin_masked_or_padded() {
         image_tokens: 12,
     };
     let draw = |prompt_ids: Vec<u32>, o: GenerateOptions| {
-        let request = Request { prompt_ids, seed: 1 };
+        let request = Request {
+            prompt_ids,
+            seed: 1,
+        };
         generate(&loaded.model, &s, &[request], &o).unwrap().0[0]
             .image_tokens
             .clone()
@@ -374,7 +377,13 @@ fn guidance_zero_draws_from_the_unconditional_twin_masked_or_padded() {
     assert_eq!(masked, draw(bare, options(1.0, Unconditional::Masked)));
     let pads: Vec<u32> = prompt
         .iter()
-        .map(|&t| if t == s.bos || t == s.begin_of_image { t } else { s.pad })
+        .map(|&t| {
+            if t == s.bos || t == s.begin_of_image {
+                t
+            } else {
+                s.pad
+            }
+        })
         .collect();
     let padded = draw(prompt.clone(), options(0.0, Unconditional::Pads));
     assert_eq!(padded, draw(pads, options(1.0, Unconditional::Pads)));

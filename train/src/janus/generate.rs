@@ -209,13 +209,15 @@ fn images(
     let mut rows = prefixes.to_vec();
     if guided {
         let kept = |t: u32| t == special.bos || t == special.begin_of_image;
-        rows.extend(prefixes.iter().map(|p| match options.unconditional {
-            Unconditional::Pads => p
-                .iter()
-                .map(|&t| if kept(t) { t } else { special.pad })
-                .collect::<Vec<u32>>(),
-            // Left padding masks what the pads stand for.
-            Unconditional::Masked => p.iter().copied().filter(|&t| kept(t)).collect(),
+        rows.extend(prefixes.iter().map(|p| {
+            match options.unconditional {
+                Unconditional::Pads => p
+                    .iter()
+                    .map(|&t| if kept(t) { t } else { special.pad })
+                    .collect::<Vec<u32>>(),
+                // Left padding masks what the pads stand for.
+                Unconditional::Masked => p.iter().copied().filter(|&t| kept(t)).collect(),
+            }
         }));
     }
     let (ids, padding) = left_pad(model, &rows, special.pad)?;

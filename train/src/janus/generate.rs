@@ -11,8 +11,8 @@
 //!    BOS and `<begin_of_image>` is the pad token, attended as in Janus'
 //!    `generation_inference.py` ([`Unconditional::Pads`]), or left out as the SFT's
 //!    dropped rows leave them ([`Unconditional::Masked`]) (rows `0..B` conditional,
-//!    `B..2B` unconditional, as transformers orders them); the logits are `uncond + w · (cond − uncond)` (no twin
-//!    when w = 1). A drawn code enters the next step as `gen_aligner(gen_embed(code))`
+//!    `B..2B` unconditional, as transformers orders them); the logits are
+//!    `uncond + w · (cond − uncond)` (no twin when w = 1). A drawn code enters the next step as `gen_aligner(gen_embed(code))`
 //!    in both rows.
 //!
 //! Sampling runs on the model's device ([`super::sampling`]); each row draws from its

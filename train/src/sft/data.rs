@@ -454,13 +454,17 @@ mod tests {
         assert_eq!(b.next_sample(), (second[2], 1));
     }
 
-    #[test]
-    fn length_groups_are_whole_steps_of_similar_lengths_in_a_seeded_order() {
-        let seq = |n: usize| Sequence {
+    /// A text sequence of `n` tokens, no labels.
+    fn seq(n: usize) -> Sequence {
+        Sequence {
             ids: vec![1; n],
             is_image: vec![false; n],
             labels: vec![None; n - 1],
-        };
+        }
+    }
+
+    #[test]
+    fn length_groups_are_whole_steps_of_similar_lengths_in_a_seeded_order() {
         let lengths = [7, 30, 12, 5, 28, 9, 15, 22, 3, 18, 26, 11];
         let rows = || lengths.iter().map(|&n| seq(n)).collect::<Vec<_>>();
         let steps = group_by_length(rows(), 3, &(1u64, "g"));
@@ -501,11 +505,6 @@ mod tests {
 
     #[test]
     fn buckets_group_similar_lengths() {
-        let seq = |n: usize| Sequence {
-            ids: vec![1; n],
-            is_image: vec![false; n],
-            labels: vec![None; n - 1],
-        };
         let rows = vec![seq(3), seq(10), seq(4), seq(9)];
         let lens: Vec<Vec<usize>> = buckets(rows, 2)
             .iter()

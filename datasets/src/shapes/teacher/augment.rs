@@ -81,7 +81,7 @@ pub fn augmented_prompts(scene: &Scene) -> AugmentedPrompts {
         .iter()
         .map(|o| with_article(&noun(o, true)))
         .collect();
-    let (count, breakdown) = inventory(&objects);
+    let (count, breakdown) = inventory(&objects, "flat shape");
     let varied_captions = vec![
         format!("{}.", capitalize(&join_list(&placed))),
         format!("{} on a {bg}.", capitalize(&join_list(&sized))),

@@ -18,7 +18,7 @@ pub fn detailed_caption(scene: &Scene) -> String {
     let mut wording = Wording::new(scene, 0xCA97);
     let objects = reading_order(scene);
     let bg = background();
-    let (count, breakdown) = inventory(&objects);
+    let (count, breakdown) = inventory(&objects, "flat shape");
     let mut sentences = vec![match wording.below(3) {
         0 => format!("The image shows {count} on a {bg}{breakdown}."),
         1 => format!("A {bg} holds {count}{breakdown}."),
@@ -71,8 +71,7 @@ pub fn detailed_caption(scene: &Scene) -> String {
 /// places imply them) and no remark on the style.
 pub fn terse_caption(scene: &Scene) -> String {
     let objects = reading_order(scene);
-    let (count, breakdown) = inventory(&objects);
-    let count = count.replace(" flat", "");
+    let (count, breakdown) = inventory(&objects, "shape");
     let mut clauses = vec![format!("{} on gray{breakdown}.", capitalize(&count))];
     for obj in &objects {
         let a_noun = with_article(&noun(obj, true));

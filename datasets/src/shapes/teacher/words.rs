@@ -154,9 +154,10 @@ pub(super) fn counted(objects: &[Object], key: impl Fn(&Object) -> (String, Stri
 }
 
 /// What the scene holds, as a head and, when there are shapes of several kinds, the
-/// kinds counted: (`a single flat shape`, ``), (`two diamonds`, ``), (`three flat
-/// shapes`, `: two circles and a square`).
-pub(super) fn inventory(objects: &[Object]) -> (String, String) {
+/// kinds counted; `shape` names an object of unknown kind: with `flat shape`,
+/// (`a single flat shape`, ``), (`two diamonds`, ``), (`three flat shapes`, `: two
+/// circles and a square`).
+pub(super) fn inventory(objects: &[Object], shape: &str) -> (String, String) {
     let by_shape = counted(objects, |o| {
         (o.shape.name().to_owned(), o.shape.plural().to_owned())
     });
@@ -164,12 +165,9 @@ pub(super) fn inventory(objects: &[Object]) -> (String, String) {
         .iter()
         .all(|o| Some(o.shape) == objects.first().map(|f| f.shape));
     match objects.len() {
-        1 => ("a single flat shape".to_owned(), String::new()),
+        1 => (format!("a single {shape}"), String::new()),
         _ if one_kind => (by_shape, String::new()),
-        n => (
-            format!("{} flat shapes", number(n)),
-            format!(": {by_shape}"),
-        ),
+        n => (format!("{} {shape}s", number(n)), format!(": {by_shape}")),
     }
 }
 

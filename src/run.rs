@@ -42,6 +42,10 @@ pub struct RunArgs {
     /// Concurrent LLM requests the run may have in flight across nodes.
     #[arg(long, default_value_t = 1024)]
     llm_slots: u32,
+    /// Cap what the run's LLM requests (every node's, and the GRPO judge's) may cost
+    /// together, in USD; each node's own `budget_usd` applies as well.
+    #[arg(long, value_name = "USD")]
+    budget_usd: Option<f64>,
     /// Fail at once instead of waiting when `gc` holds the store.
     #[arg(long)]
     no_wait: bool,
@@ -246,6 +250,7 @@ pub fn run(store_dir: &Path, quiet: bool, args: RunArgs) -> Result<ExitCode> {
                 capacity,
                 targets: loaded.targets.clone(),
                 force: loaded.force.clone(),
+                budget_usd: args.budget_usd,
             },
             events,
             console.clone(),

@@ -2,6 +2,7 @@
 //! the store's memo, events, progress, cancellation, its seed and thread budget.
 
 use crate::artifact::Content;
+use crate::budget::Budget;
 use crate::digest::Digest;
 use crate::events::{Event, EventSink};
 use crate::memo::Memo;
@@ -49,6 +50,9 @@ pub struct StageContext {
     pub threads: usize,
     pub progress: Progress,
     pub cancel: CancellationToken,
+    /// The run's money cap (`reasongen run --budget-usd`), shared by every node that
+    /// spends; each spender also keeps its own.
+    pub run_budget: Option<Arc<Budget>>,
     pub(crate) inputs: BTreeMap<String, Vec<InputArtifact>>,
     pub(crate) events: EventSink,
     pub(crate) store: Store,

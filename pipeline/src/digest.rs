@@ -44,6 +44,12 @@ impl Digest {
         Ok((Digest(hasher.finalize().into()), len))
     }
 
+    /// A 64-bit seed drawn from the digest (its first 8 bytes, little-endian), for
+    /// randomness that must follow from content.
+    pub fn seed(&self) -> u64 {
+        u64::from_le_bytes(self.0[..8].try_into().expect("8 bytes"))
+    }
+
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }

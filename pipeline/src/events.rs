@@ -24,6 +24,9 @@ pub enum Event {
         recipe: String,
         recipe_path: String,
         nodes: Vec<String>,
+        /// The run's money cap (`--budget-usd`), if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        budget_usd: Option<f64>,
     },
     /// Freshness decided before running, with the reasons when stale.
     NodePlanned {

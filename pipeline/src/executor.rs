@@ -10,6 +10,7 @@
 //! cancellation drops running stages, and nothing half-written is ever published.
 
 use crate::artifact::Lineage;
+use crate::budget::Budget;
 use crate::console::Console;
 use crate::context::{InputArtifact, StageContext, Tally};
 use crate::digest::Digest;
@@ -59,6 +60,8 @@ pub struct RunOptions {
     pub targets: Vec<usize>,
     /// Re-run these nodes even if fresh.
     pub force: BTreeSet<usize>,
+    /// What the run's nodes may spend together, in USD (`--budget-usd`).
+    pub budget_usd: Option<f64>,
 }
 
 /// How one node ended.
@@ -127,6 +130,7 @@ struct Shared {
     lease: Arc<TmpLease>,
     cancel: CancellationToken,
     active: Mutex<BTreeMap<String, Progress>>,
+    run_budget: Option<Arc<Budget>>,
 }
 
 /// Run `graph` against `store`.
@@ -157,6 +161,7 @@ pub async fn run(
             .iter()
             .map(|&i| graph.nodes[i].id.clone())
             .collect(),
+        budget_usd: options.budget_usd,
     });
     let shared = Arc::new(Shared {
         graph: graph.clone(),
@@ -167,6 +172,9 @@ pub async fn run(
         lease,
         cancel: cancel.clone(),
         active: Mutex::new(BTreeMap::new()),
+        run_budget: options
+            .budget_usd
+            .map(|usd| Budget::new("the run's --budget-usd", usd)),
     });
 
     let ticker = tokio::spawn(tick_progress(shared.clone()));
@@ -527,6 +535,7 @@ async fn execute(
         threads: granted.threads as usize,
         progress: progress.clone(),
         cancel: s.cancel.child_token(),
+        run_budget: s.run_budget.clone(),
         inputs: in_arts,
         events: s.events.clone(),
         store: s.store.clone(),

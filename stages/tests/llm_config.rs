@@ -36,6 +36,12 @@ fn mistakes_are_caught_before_running() {
             "budget_usd needs the price of `m`",
         ),
         (
+            format!(
+                "{ENDPOINT}\nbudget_usd = 5.0\nprices = {{ m = {{ input_per_mtok = 1.0, output_per_mtok = 1.0 }} }}"
+            ),
+            "budget_usd needs a bound on each answer's length to bound its cost: set sampling.max_tokens",
+        ),
+        (
             format!("{ENDPOINT}\npolicy = {{ allow_failures = 1.5 }}"),
             "give a fraction in [0, 1]",
         ),

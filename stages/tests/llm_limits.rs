@@ -1,13 +1,16 @@
 //! The scheduler against a server that limits and fails: limits learned from
 //! `x-ratelimit-*` headers, the recipe's RPM, the circuit breaker (pauses instead of
 //! hammering, closes when the server recovers, gives up when it never does), and the
-//! budget cap (stops sending, keeps what is done, says so; a higher budget sends only
-//! the rest).
+//! budget caps, the node's and the run's (the ledger never passes them, online or
+//! batch, whatever the concurrency, latencies, answer lengths and prices; sending
+//! stops and says so; a higher cap sends only the rest).
 
 mod llm_support;
 
 use llm_support::{Project, assert_partition, ids, plan_recipe, prompts};
-use stages::llm::mock::{Fault, MockServer, Rule, Script};
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+use stages::llm::mock::{BatchScript, Fault, MockServer, Rule, Script};
 use std::time::{Duration, Instant};
 
 fn config(url: &str, limits: &str, extra: &str) -> String {
@@ -135,79 +138,244 @@ fn the_circuit_breaker_gives_up_on_a_dead_server() {
     );
 }
 
-#[test]
-fn the_budget_cap_stops_sending_and_a_higher_budget_sends_the_rest() {
-    let server = MockServer::start(Script::default()).unwrap();
-    let p = Project::new();
-    p.write("prompts.jsonl", &prompts(20, |_| ""));
-    // About $0.19 per request at these prices (the mock bills body length / 4).
-    let prices =
-        r#"prices = { mock-model = { input_per_mtok = 1000.0, output_per_mtok = 1000.0 } }"#;
-    let capped = |budget: f64| {
-        plan_recipe(
-            &config(
-                &server.url(),
-                "concurrency = 1",
-                &format!("{prices}\nbudget_usd = {budget}\npolicy = {{ allow_failures = 1.0 }}"),
+/// A budget run against a mock with these latencies and answer lengths: `rows`
+/// prompts through `plan` with `executor` settings, capped by the node's `budget_usd`
+/// or, with `run_cap`, by the run's `--budget-usd`.
+struct Capped {
+    server: MockServer,
+    project: Project,
+    rows: usize,
+    /// The node's config, but for its budget.
+    settings: String,
+}
+
+impl Capped {
+    fn new(script: Script, rows: usize, limits: &str, settings: &str) -> Capped {
+        let project = Project::new();
+        project.write("prompts.jsonl", &prompts(rows, |_| ""));
+        let server = MockServer::start(script).unwrap();
+        let settings = format!(
+            "{}\npolicy = {{ allow_failures = 1.0 }}",
+            config(&server.url(), limits, settings)
+        );
+        Capped {
+            server,
+            project,
+            rows,
+            settings,
+        }
+    }
+
+    fn recipe(&self, budget: Option<f64>) -> String {
+        let budget = budget.map_or(String::new(), |b| format!("budget_usd = {b}"));
+        plan_recipe(&format!("{}\n{budget}", self.settings), "")
+    }
+
+    /// Run with a cap, then again with a cap that covers everything: the first run's
+    /// ledger stays within its cap, its unsent rows are `not_sent` failures, and the
+    /// second run sends those rows and nothing else.
+    fn check(&self, cap: f64, run_cap: bool) -> Result<(), TestCaseError> {
+        let run = if run_cap {
+            self.project.run_capped(&self.recipe(None), cap)
+        } else {
+            self.project.run(&self.recipe(Some(cap)), &[])
+        };
+        let output = run.output("plan");
+        let failures = run.failures("plan");
+        assert_partition(&ids(self.rows), &output, &failures);
+        let spent: f64 = run.ledger("plan").iter().map(|l| l.cost_usd).sum();
+        let counted = run.counter("plan", "llm_cost_micro_usd") as f64 / 1e6;
+        prop_assert!(spent <= cap * (1.0 + 1e-12), "ledger ${spent} > cap ${cap}");
+        prop_assert!(counted <= cap + 1e-6, "counters ${counted} > cap ${cap}");
+        for f in &failures {
+            prop_assert_eq!(&f.reason, "not_sent", "{:?}", f);
+            prop_assert!(f.message.contains("budget cap of $"), "{:?}", f);
+        }
+        let sent = self.server.counts();
+        let requests = sent.chat + sent.batch_lines;
+        prop_assert_eq!(
+            requests,
+            output.len() as u64,
+            "nothing sent that was not answered"
+        );
+
+        let again = self.project.run(&self.recipe(Some(1e6)), &[]);
+        prop_assert_eq!(again.output("plan").len(), self.rows, "{}", again.log());
+        let sent = self.server.counts();
+        prop_assert_eq!(
+            sent.chat + sent.batch_lines - requests,
+            failures.len() as u64,
+            "the second run sends the unsent rows, and only those"
+        );
+        Ok(())
+    }
+}
+
+/// What `rows` requests would cost at these prices, roughly (for choosing caps).
+fn full_cost(rows: usize, answer_tokens: (u32, u32), input_price: f64, output_price: f64) -> f64 {
+    let out = f64::from(answer_tokens.0 + answer_tokens.1) / 2.0;
+    rows as f64 * (60.0 * input_price + out * output_price) / 1e6
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 10,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Online: the ledger never passes the cap, whatever the concurrency, latencies,
+    /// answer lengths and prices.
+    #[test]
+    fn the_online_ledger_never_exceeds_the_cap(
+        concurrency in 1u32..=256,
+        latency_ms in 0u64..15,
+        jitter_ms in 0u64..30,
+        lo in 1u32..60,
+        spread in 0u32..200,
+        slack in 0u32..100,
+        input_price in 10.0f64..3000.0,
+        output_price in 10.0f64..3000.0,
+        fraction in 0.05f64..0.9,
+        run_cap in any::<bool>(),
+    ) {
+        let tokens = (lo, lo + spread);
+        let rows = 60;
+        let capped = Capped::new(
+            Script {
+                latency: Duration::from_millis(latency_ms),
+                jitter: Duration::from_millis(jitter_ms),
+                answer_tokens: Some(tokens),
+                ..Script::default()
+            },
+            rows,
+            &format!("concurrency = {concurrency}"),
+            &format!(
+                "sampling = {{ max_tokens = {} }}\n\
+                 prices = {{ mock-model = {{ input_per_mtok = {input_price}, output_per_mtok = {output_price} }} }}",
+                tokens.1 + slack
             ),
+        );
+        capped.check(fraction * full_cost(rows, tokens, input_price, output_price), run_cap)?;
+    }
+
+    /// The Batch API: a batch holds only the requests whose worst cases fit.
+    #[test]
+    fn the_batch_ledger_never_exceeds_the_cap(
+        max_requests in 1u32..40,
+        lo in 1u32..60,
+        spread in 0u32..200,
+        input_price in 10.0f64..3000.0,
+        output_price in 10.0f64..3000.0,
+        fraction in 0.05f64..0.9,
+    ) {
+        let tokens = (lo, lo + spread);
+        let rows = 50;
+        let capped = Capped::new(
+            Script {
+                answer_tokens: Some(tokens),
+                batch: BatchScript {
+                    latency: Duration::from_millis(10),
+                    ..BatchScript::default()
+                },
+                ..Script::default()
+            },
+            rows,
             "",
-        )
-    };
-    let run = p.run(&capped(1.0), &[]);
-    let output = run.output("plan");
-    let failures = run.failures("plan");
-    assert_partition(&ids(20), &output, &failures);
-    let sent = server.counts().chat;
-    assert!((4..=7).contains(&output.len()), "{} answered", output.len());
-    assert_eq!(sent, output.len() as u64, "nothing sent past the cap");
-    assert!(
-        failures
-            .iter()
-            .all(|f| f.reason == "not_sent" && f.message.contains("budget cap of $1.0000"))
+            &format!(
+                "executor = \"batch\"\nbatch = {{ poll_secs = 0.01, max_requests = {max_requests} }}\n\
+                 sampling = {{ max_tokens = {} }}\n\
+                 prices = {{ mock-model = {{ input_per_mtok = {input_price}, output_per_mtok = {output_price} }} }}",
+                tokens.1
+            ),
+        );
+        // The batch price factor halves the bill.
+        capped.check(fraction * full_cost(rows, tokens, input_price, output_price) / 2.0, false)?;
+    }
+}
+
+#[test]
+fn the_budget_stops_sending_says_so_and_shows_spend_against_the_cap() {
+    let capped = Capped::new(
+        Script {
+            answer_tokens: Some((100, 100)),
+            ..Script::default()
+        },
+        20,
+        "concurrency = 32",
+        "sampling = { max_tokens = 400 }\n\
+         prices = { mock-model = { input_per_mtok = 1000.0, output_per_mtok = 1000.0 } }",
     );
+    let run = capped.project.run(&capped.recipe(Some(3.0)), &[]);
+    let answered = run.output("plan").len();
+    // About $0.23 per answer; each reservation is $0.95 (the prompt's bytes, and
+    // 400 tokens out), so the last answers go one or two at a time.
     assert!(
-        run.log().contains("stopped sending: the budget cap"),
-        "{}",
+        (6..=11).contains(&answered),
+        "{answered} answered\n{}",
         run.log()
     );
-    let spent: f64 = run.ledger("plan").iter().map(|l| l.cost_usd).sum();
-    assert!(spent <= 1.0 + 0.25, "${spent}");
-    // The closing progress line: rows by fate, rates, errors, spend and projection.
-    let answered = output.len();
+    let log = run.log();
+    assert!(
+        log.contains("stopped sending: the budget cap of $3.0000 (budget_usd) is reached"),
+        "{log}"
+    );
     let done = format!(
         "requests done: 20/20 rows (0 from memo, {answered} answered, {} failed) | ",
         20 - answered
     );
-    let log = run.log();
     let line = log
         .lines()
         .find(|l| l.contains(&done))
         .unwrap_or_else(|| panic!("no line `{done}` in\n{log}"));
+    let spent: f64 = run.ledger("plan").iter().map(|l| l.cost_usd).sum();
+    assert!(spent <= 3.0, "${spent}");
     assert!(
-        line.contains(" req/s, ") && line.contains("errors: none") && line.contains("projected $"),
+        line.contains(&format!("spent ${spent:.4} of $3.0000 (budget_usd)")),
         "{line}"
     );
-    let shown: f64 = line
-        .split("spent $")
-        .nth(1)
-        .and_then(|r| r.split(',').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no spend in {line}"));
-    assert!(
-        (shown - spent).abs() < 1e-3,
-        "{line}: the ledger rows hold ${spent}"
-    );
+}
 
-    let run = p.run(&capped(100.0), &[]);
-    assert_eq!(run.output("plan").len(), 20);
-    let done = format!(
-        "requests done: 20/20 rows ({answered} from memo, {} answered, 0 failed)",
-        20 - answered
+#[test]
+fn the_runs_cap_spans_its_nodes() {
+    let capped = Capped::new(
+        Script {
+            answer_tokens: Some((50, 50)),
+            ..Script::default()
+        },
+        40,
+        "",
+        "sampling = { max_tokens = 100 }\n\
+         prices = { mock-model = { input_per_mtok = 1000.0, output_per_mtok = 1000.0 } }",
     );
-    assert!(run.log().contains(&done), "{}", run.log());
-    assert_eq!(
-        server.counts().chat,
-        20,
-        "only the rows not answered before"
+    // A second node plans the same prompts with another template: other requests.
+    let second = format!(
+        "[nodes.again]\nkind = \"rationale.plan\"\ninputs = {{ prompts = \"prompts\" }}\n\
+         [nodes.again.config]\n{}\ntemplate = {{ version = 9, user = \"Once more: {{prompt}}\" }}",
+        capped.settings
+    );
+    let recipe = plan_recipe(&capped.settings, &second);
+    let run = capped.project.run_capped(&recipe, 2.0);
+    let spent: f64 = ["plan", "again"]
+        .iter()
+        .flat_map(|n| run.ledger(n))
+        .map(|l| l.cost_usd)
+        .sum();
+    let answered = run.output("plan").len() + run.output("again").len();
+    assert!(spent <= 2.0 && spent > 1.0, "${spent}\n{}", run.log());
+    assert!(answered < 80 && answered > 10, "{answered}");
+    assert!(
+        run.log().contains("(the run's --budget-usd)"),
+        "{}",
+        run.log()
+    );
+    // The node's own checks: without a bound on answers, the run's cap is refused.
+    let unbounded = plan_recipe(&config(&capped.server.url(), "", ""), "");
+    let run = capped.project.run_capped(&unbounded, 2.0);
+    assert!(
+        run.error("plan")
+            .contains("the run's --budget-usd needs the price of `mock-model`"),
+        "{}",
+        run.error("plan")
     );
 }

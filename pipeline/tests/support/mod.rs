@@ -268,6 +268,7 @@ pub fn options(targets: Vec<usize>, force: Vec<usize>) -> RunOptions {
         },
         targets,
         force: force.into_iter().collect(),
+        budget_usd: None,
     }
 }
 

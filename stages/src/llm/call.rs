@@ -1,7 +1,8 @@
 //! One request, online, until it has an answer in the memo or has failed for good.
 //!
-//! Every attempt passes the gate, is counted and charged, and its outcome goes back to
-//! the gate (breaker, learned limits, token corrections). Transient errors back off
+//! Every attempt passes the gate (which reserves its worst-case cost against the
+//! budgets), is counted and charged (settling the reservation with the bill), and its
+//! outcome goes back to the gate (breaker, learned limits, token corrections). Transient errors back off
 //! (honouring `Retry-After`, which also pauses everyone) up to `limits.max_attempts`;
 //! invalid answers are sent again up to `limits.max_invalid`; errors that cannot
 //! succeed fail the row at once; fatal ones (wrong key, wrong model, no quota) stop
@@ -17,6 +18,7 @@ use super::failure::Failure;
 use super::gate::Finish;
 use super::request::Request;
 use super::shared::Shared;
+use pipeline::budget::{Reservation, nano};
 use pipeline::{Digest, StageError};
 
 /// Send `request` (key `key`) until answered (`Ok(None)`) or failed.
@@ -32,11 +34,16 @@ pub async fn call(
     let mut invalid = 0u32;
     let mut spent = Spend::default();
     let mut last: Option<CallError> = None;
+    // The most one attempt can be billed, reserved against the budgets before it goes.
+    let worst = shared
+        .ledger
+        .worst_case(request.input.worst, request.max_out.unwrap_or(0));
     loop {
-        if let Some(why) = shared.ledger.over_budget() {
-            shared.gate.stop(why);
-        }
-        let ticket = match shared.gate.acquire(request.est_in, request.est_out).await {
+        let mut ticket = match shared
+            .gate
+            .acquire(request.input.expected, request.est_out, worst)
+            .await
+        {
             Ok(t) => t,
             Err(why) => {
                 let message = match &last {
@@ -52,6 +59,7 @@ pub async fn call(
                 }));
             }
         };
+        let reservation = ticket.reservation.take();
         attempts += 1;
         shared.ledger.sending(attempts > 1);
         let result = shared.client.chat(request.body.clone()).await;
@@ -68,17 +76,22 @@ pub async fn call(
                 usage,
             },
         );
+        // What the attempt was billed: the server's usage (without it, the input's
+        // bound and the answer's bytes, which no token count exceeds).
+        let billed = match &result {
+            Ok(reply) => Some(shared.ledger.charge_reply(reply, request)),
+            Err(_) => None,
+        };
+        if let Some(r) = reservation {
+            settle(shared, r, billed.as_ref(), result.as_ref().err());
+        }
         if let Some(change) = change {
             let last = result.as_ref().err().map_or("", |e| e.message.as_str());
             breaker_changed(shared, change, last);
         }
         let error = match result {
             Ok(reply) => {
-                let (tin, tout) = reply.usage.unwrap_or_else(|| {
-                    let out = reply.content.as_ref().map_or(0, |c| c.len() as u64 / 4);
-                    (request.est_in, out)
-                });
-                let spend = shared.ledger.charge(tin, tout);
+                let spend = billed.expect("charged above");
                 spent += spend;
                 match check(&reply, &shared.expect) {
                     Ok(content) => {
@@ -141,6 +154,23 @@ pub async fn call(
             tokio::time::sleep(delay).await;
         }
         last = Some(error);
+    }
+}
+
+/// Settle an attempt's reservation with its bill. An attempt that got no response may
+/// still have been processed and billed (a timeout, a connection lost after sending):
+/// its worst case counts as spent. A bill above the worst case means the bound does
+/// not hold, and the stage stops sending.
+fn settle(shared: &Shared, r: Reservation, billed: Option<&Spend>, error: Option<&CallError>) {
+    let actual = match (billed, error) {
+        (Some(spend), _) => nano(spend.cost_usd),
+        (None, Some(e)) if matches!(e.class, ErrorClass::Timeout | ErrorClass::Connection) => {
+            r.amount()
+        }
+        (None, _) => 0,
+    };
+    if let Err(over) = r.settle(actual) {
+        shared.overrun(over);
     }
 }
 

@@ -36,9 +36,15 @@ pub struct LlmConfig {
     /// Price per million tokens, by model name, for the ledger and the budget.
     #[serde(default)]
     pub prices: BTreeMap<String, Price>,
-    /// Stop sending once this much (USD) has been spent in this run; what is done is kept.
+    /// Never spend more than this (USD) in one run of the node: a request is sent only
+    /// while what is spent plus the worst case of every request in flight, its own
+    /// included, stays within it. Needs the model's price and `sampling.max_tokens`.
+    /// Rows left unsent are `not_sent` failures, which a run with a higher cap sends.
     #[serde(default)]
     pub budget_usd: Option<f64>,
+    /// How a request's worst-case cost is bounded before it is sent.
+    #[serde(default)]
+    pub cost: CostConfig,
     /// `"require_all"` (default): the stage fails if any row fails, after writing the
     /// failures to the run's log folder. `{ allow_failures = 0.05 }`: the stage succeeds
     /// while at most that fraction of rows failed; failures are a table in the artifact.
@@ -261,6 +267,19 @@ impl Default for BreakerConfig {
     }
 }
 
+/// How input tokens are counted for the budget and for `reasongen plan`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CostConfig {
+    /// The model's `tokenizer.json` (relative to the recipe), to count input tokens
+    /// exactly; without it they are bounded by the text's bytes.
+    #[serde(default)]
+    pub tokenizer: Option<String>,
+    /// Tokens to reserve per image (default: ⌈W·H / 28²⌉ + 2, at least 1,445).
+    #[serde(default)]
+    pub image_tokens: Option<u64>,
+}
+
 /// USD per million tokens.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -395,11 +414,8 @@ impl LlmConfig {
                 "policy.allow_failures = {f}: give a fraction in [0, 1]"
             ));
         }
-        if self.budget_usd.is_some() && !self.prices.contains_key(&e.model) {
-            return Err(format!(
-                "budget_usd needs the price of `{}`: add prices.\"{}\" = {{ input_per_mtok = …, output_per_mtok = … }}",
-                e.model, e.model
-            ));
+        if self.budget_usd.is_some() {
+            self.bounded("budget_usd")?;
         }
         if self.executor == Executor::Batch {
             let bc = &self.batch;
@@ -417,6 +433,34 @@ impl LlmConfig {
             }
         }
         Ok(())
+    }
+
+    /// Whether each request's cost has a bound (the model's price and an answer
+    /// length), as a budget (named by `what`) needs.
+    pub fn bounded(&self, what: &str) -> Result<(), String> {
+        let model = &self.endpoint.model;
+        if !self.prices.contains_key(model) {
+            return Err(format!(
+                "{what} needs the price of `{model}`: add prices.\"{model}\" = {{ input_per_mtok = …, output_per_mtok = … }}"
+            ));
+        }
+        if self.max_output_tokens().is_none() {
+            return Err(format!(
+                "{what} needs a bound on each answer's length to bound its cost: set sampling.max_tokens"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The most output tokens an answer may have: `sampling.max_tokens`, or
+    /// `max_completion_tokens` in `sampling.extra` (reasoning models).
+    pub fn max_output_tokens(&self) -> Option<u64> {
+        self.sampling.max_tokens.map(u64::from).or_else(|| {
+            self.sampling
+                .extra
+                .get("max_completion_tokens")
+                .and_then(Value::as_u64)
+        })
     }
 
     /// The price of the configured model, if the table has it.

@@ -1,26 +1,42 @@
 //! The gate every attempt passes before it is sent: a global pause (`Retry-After`),
 //! the token buckets (requests, tokens, input and output tokens per minute, from the
-//! recipe and learned from headers), the circuit breaker, and the stop switch (budget
-//! spent, breaker gave up, a fatal error such as a wrong key).
+//! recipe and learned from headers), the budgets (the attempt's worst-case cost is
+//! reserved against the node's cap and the run's, or it waits for attempts in flight
+//! to settle), the circuit breaker, and the stop switch (no budget left, breaker gave
+//! up, a fatal error such as a wrong key).
 //!
 //! Waiting costs nothing but a timer: a waiting attempt sleeps until the earliest time
-//! the gate could open, or until a probe's outcome or a stop wakes it.
+//! the gate could open, or until a probe's outcome, a settled reservation or a stop
+//! wakes it.
 
 use super::breaker::{Admit, Breaker, Change};
 use super::bucket::{TokenBucket, learn};
 use super::config::LimitsConfig;
 use super::headers::RateHeaders;
-use std::sync::Mutex;
+use pipeline::budget::{Admission, Budget, Reservation};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// Permission to send one attempt; hand it back with [`Gate::finish`].
+/// Permission to send one attempt; hand it back with [`Gate::finish`], after settling
+/// its reservation (if the node has a budget) with the attempt's bill.
 #[derive(Debug)]
 pub struct Ticket {
     probe: bool,
     est_in: f64,
     est_out: f64,
+    pub reservation: Option<Reservation>,
+}
+
+/// Why an attempt cannot go yet.
+enum Hold {
+    /// For this long.
+    For(Duration),
+    /// Until woken (a probe's outcome, a settled reservation, a stop).
+    Woken,
+    /// Never: stop sending, for this reason.
+    Stop(String),
 }
 
 /// What became of an attempt.
@@ -35,6 +51,9 @@ pub struct Finish<'a> {
 pub struct Gate {
     state: Mutex<State>,
     wake: Notify,
+    /// The caps each attempt's worst case is reserved against: the node's own first,
+    /// then the run's.
+    budgets: Vec<Arc<Budget>>,
 }
 
 struct State {
@@ -58,16 +77,18 @@ impl State {
         ]
     }
 
-    /// A ticket, or how long to wait (`None`: until woken).
+    /// A ticket (holding `worst` nano-dollars against `budgets`), or why not yet.
     fn admit(
         &mut self,
         now: Instant,
         est_in: f64,
         est_out: f64,
-    ) -> Result<Ticket, Option<Duration>> {
+        budgets: &[Arc<Budget>],
+        worst: u64,
+    ) -> Result<Ticket, Hold> {
         if let Some(until) = self.paused_until {
             if now < until {
-                return Err(Some(until - now));
+                return Err(Hold::For(until - now));
             }
             self.paused_until = None;
         }
@@ -78,12 +99,26 @@ impl State {
             .max()
             .unwrap_or_default();
         if wait > Duration::ZERO {
-            return Err(Some(wait));
+            return Err(Hold::For(wait));
         }
+        let reservation = if budgets.is_empty() {
+            None
+        } else {
+            match Budget::reserve(budgets, worst) {
+                Admission::Granted(r) => Some(r),
+                Admission::Wait => return Err(Hold::Woken),
+                Admission::Never(why) => return Err(Hold::Stop(why)),
+            }
+        };
         let probe = match self.breaker.admit(now) {
             Admit::Go { probe } => probe,
-            Admit::Wait(wait) => return Err(wait),
-            Admit::GaveUp => return Err(None),
+            other => {
+                reservation.map(Reservation::cancel);
+                return Err(match other {
+                    Admit::Wait(Some(wait)) => Hold::For(wait),
+                    _ => Hold::Woken,
+                });
+            }
         };
         for (b, n) in self.buckets(est_in, est_out) {
             if let Some(b) = b {
@@ -94,12 +129,15 @@ impl State {
             probe,
             est_in,
             est_out,
+            reservation,
         })
     }
 }
 
 impl Gate {
-    pub fn new(limits: &LimitsConfig) -> Gate {
+    /// A gate for `limits`, reserving each attempt's worst case against `budgets`
+    /// (the node's own cap first, then the run's; none: no cap).
+    pub fn new(limits: &LimitsConfig, budgets: Vec<Arc<Budget>>) -> Gate {
         let now = Instant::now();
         let bucket = |limit: Option<f64>| limit.map(|l| TokenBucket::per_minute(l, now));
         Gate {
@@ -114,6 +152,7 @@ impl Gate {
                 stopped: None,
             }),
             wake: Notify::new(),
+            budgets,
         }
     }
 
@@ -121,31 +160,49 @@ impl Gate {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Wait until an attempt with these token estimates may go; `Err(reason)` once the
-    /// gate is stopped.
-    pub async fn acquire(&self, est_in: u64, est_out: u64) -> Result<Ticket, String> {
+    /// Wait until an attempt with these token estimates, whose bill is at most `worst`
+    /// nano-dollars, may go; `Err(reason)` once the gate is stopped (or stops because
+    /// the attempt can never fit the budget).
+    pub async fn acquire(&self, est_in: u64, est_out: u64, worst: u64) -> Result<Ticket, String> {
         loop {
             // Registered before looking, so a wake-up between the look and the wait
             // is not lost.
             let woken = self.wake.notified();
-            let wait = {
+            let freed = Budget::freed(&self.budgets);
+            let hold = {
                 let mut s = self.lock();
                 if let Some(reason) = &s.stopped {
                     return Err(reason.clone());
                 }
-                match s.admit(Instant::now(), est_in as f64, est_out as f64) {
+                match s.admit(
+                    Instant::now(),
+                    est_in as f64,
+                    est_out as f64,
+                    &self.budgets,
+                    worst,
+                ) {
                     Ok(ticket) => return Ok(ticket),
-                    Err(wait) => wait,
+                    Err(hold) => hold,
                 }
             };
-            match wait {
-                Some(d) => {
+            match hold {
+                Hold::For(d) => {
                     tokio::select! {
                         _ = tokio::time::sleep(d) => {}
                         _ = woken => {}
+                        _ = freed => {}
                     }
                 }
-                None => woken.await,
+                Hold::Woken => {
+                    tokio::select! {
+                        _ = woken => {}
+                        _ = freed => {}
+                    }
+                }
+                Hold::Stop(why) => {
+                    self.stop(why.clone());
+                    return Err(why);
+                }
             }
         }
     }
@@ -235,7 +292,7 @@ mod tests {
     async fn pass(gate: &Gate, n: usize) -> f64 {
         let t0 = Instant::now();
         for _ in 0..n {
-            let t = gate.acquire(10, 10).await.unwrap();
+            let t = gate.acquire(10, 10, 0).await.unwrap();
             gate.finish(t, ok());
         }
         t0.elapsed().as_secs_f64()
@@ -244,25 +301,25 @@ mod tests {
     #[tokio::test]
     async fn rpm_paces_attempts() {
         // 200/s, holding one second's worth: 200 at once, 40 more in 0.2 s.
-        let gate = Gate::new(&limits(Some(12_000.0)));
+        let gate = Gate::new(&limits(Some(12_000.0)), vec![]);
         let elapsed = pass(&gate, 240).await;
         assert!((0.15..0.5).contains(&elapsed), "{elapsed}");
     }
 
     #[tokio::test]
     async fn pause_and_stop() {
-        let gate = Gate::new(&limits(None));
+        let gate = Gate::new(&limits(None), vec![]);
         gate.pause(Duration::from_millis(200));
         let elapsed = pass(&gate, 1).await;
         assert!(elapsed >= 0.2, "{elapsed}");
         gate.stop("budget spent".into());
         gate.stop("later reason".into());
-        assert_eq!(gate.acquire(1, 1).await.unwrap_err(), "budget spent");
+        assert_eq!(gate.acquire(1, 1, 0).await.unwrap_err(), "budget spent");
     }
 
     #[tokio::test]
     async fn a_learned_limit_paces_later_attempts() {
-        let gate = Gate::new(&limits(None));
+        let gate = Gate::new(&limits(None), vec![]);
         assert!(pass(&gate, 50).await < 0.1, "no limit, no waiting");
         let headers = RateHeaders {
             requests: Announced {
@@ -272,7 +329,7 @@ mod tests {
             },
             ..RateHeaders::default()
         };
-        let t = gate.acquire(1, 1).await.unwrap();
+        let t = gate.acquire(1, 1, 0).await.unwrap();
         gate.finish(
             t,
             Finish {

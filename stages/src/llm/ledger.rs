@@ -1,27 +1,29 @@
 //! The ledger of a node run: attempts, retries, memo hits, answers and failures, tokens
 //! in and out, errors by class, and money, charged for every attempt the server billed
 //! (failed and retried ones included) at the recipe's price for the model (times the
-//! batch factor for the Batch API). It enforces the budget cap, writes the progress
-//! line (rates, spend and projected spend) and keeps the node's counters current.
+//! batch factor for the Batch API). It prices a request's worst case for the budgets'
+//! reservations, writes the progress line (rates, spend against the caps, projected
+//! spend) and keeps the node's counters current.
 
 use super::answer::Spend;
+use super::client::Reply;
 use super::config::{LlmConfig, Price};
 use super::errors::ErrorClass;
+use super::request::Request;
 use pipeline::StageContext;
+use pipeline::budget::{Budget, NANO, nano};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
-
-/// Money is counted in nano-dollars, so that many tiny charges add up exactly.
-const NANO: f64 = 1e9;
 
 pub struct Ledger {
     started: Instant,
     rows: u64,
     price: Option<Price>,
     price_factor: f64,
-    budget: Option<f64>,
+    /// The caps the node spends under, shown in the progress line.
+    budgets: Vec<Arc<Budget>>,
     attempts: AtomicU64,
     retries: AtomicU64,
     in_flight: AtomicU64,
@@ -39,8 +41,9 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// A ledger for `rows` input rows; `batch` applies `batch.price_factor`.
-    pub fn new(config: &LlmConfig, rows: u64, batch: bool) -> Ledger {
+    /// A ledger for `rows` input rows, spending under `budgets`; `batch` applies
+    /// `batch.price_factor`.
+    pub fn new(config: &LlmConfig, rows: u64, batch: bool, budgets: Vec<Arc<Budget>>) -> Ledger {
         Ledger {
             started: Instant::now(),
             rows,
@@ -50,7 +53,7 @@ impl Ledger {
             } else {
                 1.0
             },
-            budget: config.budget_usd,
+            budgets,
             attempts: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
@@ -79,23 +82,45 @@ impl Ledger {
         self.in_flight.fetch_sub(1, Relaxed);
     }
 
-    /// Charge the tokens the server billed for one attempt.
-    pub fn charge(&self, input_tokens: u64, output_tokens: u64) -> Spend {
-        let cost_usd = self.price.map_or(0.0, |p| {
+    /// What `input_tokens` in and `output_tokens` out cost, in USD.
+    fn price_of(&self, input_tokens: u64, output_tokens: u64) -> f64 {
+        self.price.map_or(0.0, |p| {
             (input_tokens as f64 * p.input_per_mtok + output_tokens as f64 * p.output_per_mtok)
                 / 1e6
                 * self.price_factor
-        });
+        })
+    }
+
+    /// The most an attempt of these token bounds can be billed, in nano-dollars.
+    pub fn worst_case(&self, input_tokens: u64, output_tokens: u64) -> u64 {
+        nano(self.price_of(input_tokens, output_tokens))
+    }
+
+    /// Charge the tokens the server billed for one attempt.
+    pub fn charge(&self, input_tokens: u64, output_tokens: u64) -> Spend {
+        let cost_usd = self.price_of(input_tokens, output_tokens);
         self.tokens_in.fetch_add(input_tokens, Relaxed);
         self.tokens_out.fetch_add(output_tokens, Relaxed);
-        self.spent_nano
-            .fetch_add((cost_usd * NANO).round() as u64, Relaxed);
+        self.spent_nano.fetch_add(nano(cost_usd), Relaxed);
         self.billed.fetch_add(1, Relaxed);
         Spend {
             input_tokens,
             output_tokens,
             cost_usd,
         }
+    }
+
+    /// Charge a reply: the server's usage, or without it, the input's bound and the
+    /// answer's bytes (at most `max_tokens`), which no token count exceeds.
+    pub fn charge_reply(&self, reply: &Reply, request: &Request) -> Spend {
+        let (tin, tout) = reply.usage.unwrap_or_else(|| {
+            let bytes = reply.content.as_ref().map_or(0, |c| c.len() as u64);
+            (
+                request.input.worst,
+                request.max_out.map_or(bytes, |m| bytes.min(m)),
+            )
+        });
+        self.charge(tin, tout)
     }
 
     pub fn error(&self, class: ErrorClass) {
@@ -120,26 +145,6 @@ impl Ledger {
 
     pub fn spent_usd(&self) -> f64 {
         self.spent_nano.load(Relaxed) as f64 / NANO
-    }
-
-    /// Why sending must stop, once what is spent (and what the attempts in flight will
-    /// likely cost) reaches the budget.
-    pub fn over_budget(&self) -> Option<String> {
-        let budget = self.budget?;
-        let spent = self.spent_usd();
-        let billed = self.billed.load(Relaxed);
-        let per_attempt = if billed > 0 {
-            spent / billed as f64
-        } else {
-            0.0
-        };
-        let committed = spent + self.in_flight.load(Relaxed) as f64 * per_attempt;
-        (committed >= budget).then(|| {
-            format!(
-                "the budget cap of ${budget:.4} (budget_usd) is reached: ${spent:.4} spent; \
-                 answers so far are kept in the memo, a run with a higher budget_usd sends only the rest"
-            )
-        })
     }
 
     /// Rows resolved so far (memo hits, duplicates, answers, failures).
@@ -215,8 +220,13 @@ impl Ledger {
         } else {
             spent
         };
+        let caps: String = self
+            .budgets
+            .iter()
+            .map(|b| format!(" of ${:.4} ({})", b.cap_usd(), b.label()))
+            .collect();
         format!(
-            "{done}/{} rows ({hits} from memo, {} answered, {} failed) | {:.1} req/s, {:.0} tok/s in, {:.0} tok/s out | {} retries, errors: {} | spent ${spent:.4}, projected ${projected:.4}",
+            "{done}/{} rows ({hits} from memo, {} answered, {} failed) | {:.1} req/s, {:.0} tok/s in, {:.0} tok/s out | {} retries, errors: {} | spent ${spent:.4}{caps}, projected ${projected:.4}",
             self.rows,
             self.answered.load(Relaxed),
             self.failed.load(Relaxed),
@@ -248,7 +258,7 @@ mod tests {
 
     #[test]
     fn charges_and_counts() {
-        let l = Ledger::new(&config(None), 10, false);
+        let l = Ledger::new(&config(None), 10, false, vec![]);
         l.sending(false);
         let s = l.charge(1_000, 500);
         l.returned();
@@ -266,20 +276,21 @@ mod tests {
         assert_eq!(c["llm_errors_truncated"], 1);
         assert!(l.line().contains("spent $0.0040"), "{}", l.line());
         // The batch factor halves the price.
-        let b = Ledger::new(&config(None), 1, true);
+        let b = Ledger::new(&config(None), 1, true, vec![]);
         assert!((b.charge(1_000, 500).cost_usd - 0.0015).abs() < 1e-12);
     }
 
     #[test]
-    fn the_budget_counts_attempts_in_flight() {
-        let l = Ledger::new(&config(Some(0.01)), 100, false);
-        assert!(l.over_budget().is_none());
-        l.sending(false);
-        l.charge(2_000, 1_000); // $0.006
-        l.returned();
-        assert!(l.over_budget().is_none());
-        l.sending(false); // likely another $0.006 → $0.012 committed
-        let why = l.over_budget().unwrap();
-        assert!(why.contains("budget cap of $0.0100"), "{why}");
+    fn worst_cases_round_up_and_the_line_shows_the_caps() {
+        let cap = Budget::new("budget_usd", 0.01);
+        let l = Ledger::new(&config(Some(0.01)), 100, false, vec![cap]);
+        // 1 token in at $1/M and 1 out at $4/M: $5e-6, exactly 5,000 nano-dollars.
+        assert_eq!(l.worst_case(1, 1), 5_000);
+        assert_eq!(l.worst_case(1, 0), 1_000);
+        assert!(
+            l.line().contains("spent $0.0000 of $0.0100 (budget_usd)"),
+            "{}",
+            l.line()
+        );
     }
 }

@@ -8,7 +8,8 @@
 //!
 //! How a node runs: [`reader`] turns rows into requests and keys ([`request`],
 //! [`template`]); the [`online`] executor sends them as slots free up ([`call`]: retry
-//! loop; [`gate`]: [`bucket`]s, [`breaker`], pauses, stop; [`backoff`]; [`client`],
+//! loop; [`gate`]: [`bucket`]s, budgets, [`breaker`], pauses, stop; [`cost`]: what a
+//! request can cost; [`backoff`]; [`client`],
 //! [`errors`], [`headers`]), or the [`batch`] executor goes through the Batch API;
 //! answers are validated ([`answer`], [`schema`]) and committed to the memo
 //! ([`memo_writer`]) before they count; [`ledger`] counts tokens, money and progress;
@@ -25,6 +26,7 @@ mod bucket;
 mod call;
 mod client;
 pub mod config;
+mod cost;
 mod errors;
 mod failure;
 mod gate;

@@ -58,8 +58,7 @@ pub async fn collect(
                         shared.ledger.duplicate();
                     } else if shared.lookup(&key)?.is_some() {
                         shared.ledger.hit();
-                    } else if let Some(why) = shared.gate.stopped().or_else(|| shared.ledger.over_budget()) {
-                        shared.gate.stop(why);
+                    } else if shared.gate.stopped().is_some() {
                         shared.ledger.failed();
                     } else {
                         in_flight.insert(key);

@@ -10,6 +10,7 @@
 
 use super::answer::Expect;
 use super::config::{LlmConfig, Structured};
+use super::cost::{InputTokens, TokenCounter};
 use super::task::Task;
 use super::template::Template;
 use base64::Engine;
@@ -17,9 +18,7 @@ use base64::engine::general_purpose::STANDARD;
 use pipeline::Digest;
 use serde_json::{Map, Value, json};
 
-/// Tokens assumed for an image before the server reports usage.
-const IMAGE_TOKENS: u64 = 1000;
-/// Output tokens assumed when `max_tokens` is not set.
+/// Output tokens assumed for rate limits when no answer length is set.
 const OUTPUT_TOKENS: u64 = 512;
 
 /// A request ready to send.
@@ -27,9 +26,13 @@ const OUTPUT_TOKENS: u64 = 512;
 pub struct Request {
     /// The JSON body.
     pub body: Vec<u8>,
-    /// Token estimates for the rate limits, corrected by the answer's usage.
-    pub est_in: u64,
+    /// Its input tokens, expected (for the rate limits, corrected by the answer's
+    /// usage) and at worst (for the budget).
+    pub input: InputTokens,
+    /// Output tokens expected for the rate limits (`max_tokens`, else 512).
     pub est_out: u64,
+    /// The most output tokens it may be billed (`max_tokens`), if bounded.
+    pub max_out: Option<u64>,
 }
 
 /// What all requests of a node share.
@@ -40,11 +43,13 @@ pub struct Shape {
     response_format: Option<Value>,
     expect: Expect,
     template: Template,
-    est_out: u64,
+    counter: TokenCounter,
+    max_out: Option<u64>,
 }
 
 impl Shape {
-    pub fn new<T: Task>(config: &LlmConfig) -> Result<Shape, String> {
+    /// The shape of `config`'s requests, whose tokens `counter` counts.
+    pub fn new<T: Task>(config: &LlmConfig, counter: TokenCounter) -> Result<Shape, String> {
         let s = &config.sampling;
         let mut params = Map::new();
         let mut put = |k: &str, v: Option<Value>| {
@@ -81,7 +86,8 @@ impl Shape {
             response_format,
             expect: schema.map_or(Expect::Text, Expect::Json),
             template: Template::new(&T::TEMPLATE, &config.template, T::SLOTS)?,
-            est_out: s.max_tokens.map_or(OUTPUT_TOKENS, u64::from),
+            counter,
+            max_out: config.max_output_tokens(),
         })
     }
 
@@ -105,6 +111,7 @@ impl Shape {
                 );
             }
         };
+        let images: Vec<&[u8]> = image.into_iter().collect();
         let image_url = match image.map(data_url).transpose() {
             Ok(url) => url,
             Err(why) => {
@@ -117,9 +124,11 @@ impl Shape {
         let fill = |slot: &str| T::fill(row, slot);
         let system = self.template.system(fill);
         let user = self.template.user(fill);
-        let est_in = (system.len() + user.len()) as u64 / 4
-            + 1
-            + if image_url.is_some() { IMAGE_TOKENS } else { 0 };
+        let texts: Vec<&str> = [system.as_str(), user.as_str()]
+            .into_iter()
+            .filter(|t| !t.is_empty())
+            .collect();
+        let input = self.counter.input(&texts, &images);
         let mut messages = Vec::with_capacity(2);
         if !system.is_empty() {
             messages.push(json!({"role": "system", "content": system}));
@@ -155,8 +164,9 @@ impl Shape {
             key,
             Ok(Request {
                 body: bytes,
-                est_in,
-                est_out: self.est_out,
+                input,
+                est_out: self.max_out.unwrap_or(OUTPUT_TOKENS),
+                max_out: self.max_out,
             }),
         )
     }

@@ -15,6 +15,7 @@ use super::assemble::{Assembled, Origin, Paths, assemble};
 use super::backoff::Backoff;
 use super::client::Client;
 use super::config::{Executor, LlmConfig, Policy};
+use super::cost::TokenCounter;
 use super::gate::Gate;
 use super::ledger::Ledger;
 use super::memo_writer::MemoWriter;
@@ -23,6 +24,7 @@ use super::shared::Shared;
 use super::task::Task;
 use super::{batch, online, reader};
 use datasets::table::TableReader;
+use pipeline::budget::Budget;
 use pipeline::{
     ArtifactType, Bindings, InputSpec, Output, OutputDecl, Resources, Stage, StageContext,
     StageError,
@@ -74,7 +76,7 @@ impl<T: Task> Stage for LlmStage<T> {
 
     fn validate(config: &LlmConfig, _bindings: &Bindings) -> Result<(), String> {
         config.check(T::schema().is_some())?;
-        Shape::new::<T>(config).map(|_| ())
+        Shape::new::<T>(config, TokenCounter::from_bytes(&config.cost)).map(|_| ())
     }
 
     async fn run(&self, config: LlmConfig, ctx: StageContext) -> Result<Output, StageError> {
@@ -87,7 +89,9 @@ impl<T: Task> Stage for LlmStage<T> {
 
 async fn run<T: Task>(config: &LlmConfig, ctx: &Arc<StageContext>) -> Result<Output, StageError> {
     let input = ctx.input(T::INPUTS[0].name)?.dir.clone();
-    let shape = Arc::new(Shape::new::<T>(config).map_err(StageError::msg)?);
+    let counter = TokenCounter::new(&config.cost, &ctx.recipe_dir).map_err(StageError::msg)?;
+    let shape = Arc::new(Shape::new::<T>(config, counter).map_err(StageError::msg)?);
+    let budgets = budgets(config, ctx)?;
     let rows = TableReader::open(&input)?.row_count()?;
     ctx.progress.set_total(rows, "rows");
     let concurrency = config.limits.concurrency as usize;
@@ -97,9 +101,15 @@ async fn run<T: Task>(config: &LlmConfig, ctx: &Arc<StageContext>) -> Result<Out
     let shared = Arc::new(Shared {
         ctx: ctx.clone(),
         client,
-        gate: Gate::new(&config.limits),
+        gate: Gate::new(&config.limits, budgets.clone()),
         backoff: Backoff::new(&config.limits),
-        ledger: Ledger::new(config, rows, config.executor == Executor::Batch),
+        ledger: Ledger::new(
+            config,
+            rows,
+            config.executor == Executor::Batch,
+            budgets.clone(),
+        ),
+        budgets,
         writer: MemoWriter::start(memo.clone()),
         memo,
         expect: shape.expect().clone(),
@@ -165,6 +175,23 @@ async fn run<T: Task>(config: &LlmConfig, ctx: &Arc<StageContext>) -> Result<Out
         schema: assembled.summary.schema_id.clone(),
         meta,
     })
+}
+
+/// The caps the node spends under: its own `budget_usd`, then the run's
+/// `--budget-usd`, which needs each request's cost bounded too.
+fn budgets(config: &LlmConfig, ctx: &StageContext) -> Result<Vec<Arc<Budget>>, StageError> {
+    let mut budgets: Vec<Arc<Budget>> = config
+        .budget_usd
+        .map(|usd| Budget::new("budget_usd", usd))
+        .into_iter()
+        .collect();
+    if let Some(run) = &ctx.run_budget {
+        config
+            .bounded("the run's --budget-usd")
+            .map_err(StageError::msg)?;
+        budgets.push(run.clone());
+    }
+    Ok(budgets)
 }
 
 /// Every `secs`, the progress line and the counters.

@@ -56,6 +56,21 @@ impl Project {
     }
 
     pub fn run_cancellable(&self, recipe: &str, force: &[&str], cancel: CancellationToken) -> Run {
+        self.run_with(recipe, force, cancel, None)
+    }
+
+    /// Run `recipe` under the run-wide cap `budget_usd` (`--budget-usd`).
+    pub fn run_capped(&self, recipe: &str, budget_usd: f64) -> Run {
+        self.run_with(recipe, &[], CancellationToken::new(), Some(budget_usd))
+    }
+
+    fn run_with(
+        &self,
+        recipe: &str,
+        force: &[&str],
+        cancel: CancellationToken,
+        budget_usd: Option<f64>,
+    ) -> Run {
         let recipe = Recipe::parse(&self.path("r.toml"), recipe.to_string()).unwrap();
         let graph = validate(recipe, &registry()).unwrap_or_else(|e| panic!("recipe: {e}"));
         let force: BTreeSet<usize> = force.iter().map(|n| graph.index(n).unwrap()).collect();
@@ -75,6 +90,7 @@ impl Project {
             },
             targets: vec![],
             force,
+            budget_usd,
         };
         let summary = rt
             .block_on(pipeline::executor::run(
@@ -153,6 +169,21 @@ impl Run {
 
     pub fn ledger(&self, node: &str) -> Vec<LedgerRow> {
         rows(&self.dir(node).join("ledger"))
+    }
+
+    /// A counter of a node, as its last `node_counters` or `node_finished` event has it.
+    pub fn counter(&self, node: &str, name: &str) -> u64 {
+        self.events
+            .iter()
+            .rev()
+            .find_map(|e| match &e.event {
+                Event::NodeCounters { node: n, counters }
+                | Event::NodeFinished {
+                    node: n, counters, ..
+                } if n == node => Some(counters.get(name).copied().unwrap_or(0)),
+                _ => None,
+            })
+            .unwrap_or(0)
     }
 }
 

@@ -10,8 +10,13 @@
 //! failed transiently or answered invalidly go into the next batch file, up to
 //! `batch.max_rounds` submissions each; the rest become failures.
 //!
-//! The budget is checked before each submission. A crash between creating a batch and
-//! recording it (a few milliseconds) would submit that batch again on restart.
+//! A batch file holds only the requests whose worst cases the budgets admit: each is
+//! reserved before submission and settled with its bill when the batch ends; requests
+//! that must wait for room stay queued (reading the input waits with them), and once
+//! one can never fit, sending stops. Requests of a batch an earlier run submitted are
+//! already paid for: their worst cases are counted against the caps first. A crash
+//! between creating a batch and recording it (a few milliseconds) would submit that
+//! batch again on restart.
 
 pub mod api;
 mod results;
@@ -23,6 +28,7 @@ use super::failure::{Collected, Failure};
 use super::reader::Job;
 use super::shared::Shared;
 use api::{Api, BatchObject};
+use pipeline::budget::{Admission, Budget, Reservation};
 use pipeline::memo::Memo;
 use pipeline::{Digest, StageError};
 use serde::{Deserialize, Serialize};
@@ -48,6 +54,8 @@ struct Open {
     /// The requests this run needs from it; `None`: all (this run submitted it).
     wanted: Option<HashSet<Digest>>,
     status: String,
+    /// The worst cases held for its requests, settled when it ends.
+    held: HashMap<Digest, Reservation>,
 }
 
 struct Run<'a> {
@@ -62,6 +70,8 @@ struct Run<'a> {
     spool: Spool,
     /// Submissions so far of requests submitted more than once.
     submissions: HashMap<Digest, u32>,
+    /// The worst-case cost (nano-dollars) of each request not yet resolved.
+    worst: HashMap<Digest, u64>,
     files: u32,
     collected: Collected,
 }
@@ -83,13 +93,13 @@ pub async fn collect(
         gone: HashSet::new(),
         spool: Spool::new(&config.endpoint),
         submissions: HashMap::new(),
+        worst: HashMap::new(),
         files: 0,
         collected: Collected::default(),
     };
     while let Some(job) = jobs.recv().await {
         run.admit(job).await?;
     }
-    run.submit().await?;
     run.wait().await?;
     run.collected.stop = shared.gate.stopped();
     Ok(run.collected)
@@ -125,6 +135,11 @@ impl Run<'_> {
             self.resolved();
             return Ok(());
         }
+        let worst = self
+            .shared
+            .ledger
+            .worst_case(request.input.worst, request.max_out.unwrap_or(0));
+        self.worst.insert(key, worst);
         if let Some(p) = self.pending.get_json::<Pending>(&key)?
             && !self.gone.contains(&p.batch)
         {
@@ -132,6 +147,8 @@ impl Run<'_> {
                 Some(open) => match &mut open.wanted {
                     Some(wanted) => {
                         wanted.insert(key);
+                        open.held
+                            .insert(key, Budget::commit(&self.shared.budgets, worst));
                     }
                     None => {
                         self.shared.ledger.duplicate();
@@ -150,6 +167,10 @@ impl Run<'_> {
                                 input: None,
                                 wanted: Some(HashSet::from([key])),
                                 status: batch.status,
+                                held: HashMap::from([(
+                                    key,
+                                    Budget::commit(&self.shared.budgets, worst),
+                                )]),
                             },
                         );
                     }
@@ -168,55 +189,93 @@ impl Run<'_> {
         self.add(key, &request.body).await
     }
 
-    /// Put a request into the current batch file, submitting it first if full.
+    /// Queue a request; once a file's worth is queued, submit what the budgets admit,
+    /// waiting for open batches to end while they admit nothing.
     async fn add(&mut self, key: Digest, body: &[u8]) -> Result<(), StageError> {
-        let full = self.spool.len() >= self.config.max_requests as usize
-            || self.spool.size() + self.spool.line_len(body.len()) > self.config.max_bytes;
-        if full && !self.spool.is_empty() {
-            self.submit().await?;
+        let worst = self.worst.get(&key).copied().unwrap_or(0);
+        self.spool.push(key, body, worst)?;
+        let (max_requests, max_bytes) = (self.config.max_requests as usize, self.config.max_bytes);
+        while self.spool.is_full(max_requests, max_bytes) {
+            if !self.submit().await? {
+                if self.spool.is_empty() {
+                    break;
+                }
+                self.poll().await?;
+            }
         }
-        self.spool.push(key, body)
+        Ok(())
     }
 
-    /// Upload and submit the current batch file, and record its requests.
-    async fn submit(&mut self) -> Result<(), StageError> {
-        if self.spool.is_empty() {
-            return Ok(());
-        }
-        if let Some(why) = self
-            .shared
-            .gate
-            .stopped()
-            .or_else(|| self.shared.ledger.over_budget())
-        {
+    /// Upload and submit a file cut from the front of the queue, with the requests the
+    /// budgets admit, and record them. False when nothing could be submitted (the queue
+    /// is empty, must wait for room, or sending stopped, which empties it).
+    async fn submit(&mut self) -> Result<bool, StageError> {
+        let budgets = &self.shared.budgets;
+        let mut held = HashMap::new();
+        let mut never = None;
+        let file = if self.shared.gate.stopped().is_some() {
+            None
+        } else {
+            self.spool.cut(
+                self.config.max_requests as usize,
+                self.config.max_bytes,
+                |line| {
+                    if budgets.is_empty() {
+                        return true;
+                    }
+                    match Budget::reserve(budgets, line.worst) {
+                        Admission::Granted(r) => {
+                            held.insert(line.key, r);
+                            true
+                        }
+                        Admission::Wait => false,
+                        Admission::Never(why) => {
+                            never = Some(why);
+                            false
+                        }
+                    }
+                },
+            )
+        };
+        if let Some(why) = never {
             self.shared.gate.stop(why);
-            self.spool.take();
-            return Ok(());
         }
-        let (content, keys) = self.spool.take();
+        let Some(file) = file else {
+            if self.shared.gate.stopped().is_some() {
+                self.spool.clear();
+            }
+            return Ok(false);
+        };
         self.files += 1;
         let name = format!("batch-{:04}.jsonl", self.files);
         let path = self.scratch.join(&name);
-        std::fs::write(&path, &content).map_err(|e| StageError::from(e).context(path.display()))?;
-        let file = self.api.upload(&name, &content).await?;
+        std::fs::write(&path, &file.content)
+            .map_err(|e| StageError::from(e).context(path.display()))?;
+        let uploaded = self.api.upload(&name, &file.content).await?;
         let batch = self
             .api
-            .create(&file, &self.config.endpoint, &self.config.completion_window)
+            .create(
+                &uploaded,
+                &self.config.endpoint,
+                &self.config.completion_window,
+            )
             .await?;
         let record = serde_json::to_vec(&Pending {
             batch: batch.id.clone(),
         })
         .expect("records serialise");
         self.pending
-            .put_many(keys.iter().map(|k| (k, record.as_slice())))?;
-        for k in &keys {
-            self.shared.ledger.sending(self.submissions.contains_key(k));
+            .put_many(file.lines.iter().map(|l| (&l.key, record.as_slice())))?;
+        for l in &file.lines {
+            self.shared
+                .ledger
+                .sending(self.submissions.contains_key(&l.key));
         }
         self.shared.log(format!(
-            "submitted batch {} ({} requests, {} bytes, file {file})",
+            "submitted batch {} ({} requests, {} bytes, file {uploaded})",
             batch.id,
-            keys.len(),
-            content.len()
+            file.lines.len(),
+            file.content.len()
         ));
         self.open.insert(
             batch.id,
@@ -224,50 +283,52 @@ impl Run<'_> {
                 input: Some(path),
                 wanted: None,
                 status: batch.status,
+                held,
             },
         );
-        Ok(())
+        Ok(true)
     }
 
-    /// Poll the open batches until every one is finished and nothing is left to submit.
+    /// Submit and poll until every batch has ended and nothing is left to submit.
     async fn wait(&mut self) -> Result<(), StageError> {
-        let poll = Duration::from_secs_f64(self.config.poll_secs);
         loop {
-            if self.open.is_empty() {
-                if self.spool.is_empty() || self.shared.gate.stopped().is_some() {
-                    return Ok(());
-                }
-                self.submit().await?;
-                continue;
+            while self.submit().await? {}
+            if self.open.is_empty() && self.spool.is_empty() {
+                return Ok(());
             }
-            tokio::time::sleep(poll).await;
-            let ids: Vec<String> = self.open.keys().cloned().collect();
-            for id in ids {
-                let batch = self.api.get(&id).await?.ok_or_else(|| {
-                    StageError::msg(format!(
-                        "batch {id} disappeared from the server while running"
-                    ))
-                })?;
-                let open = self.open.get_mut(&id).expect("listed above");
-                if open.status != batch.status {
-                    self.shared.log(format!(
-                        "batch {id}: {}{}",
-                        batch.status,
-                        batch
-                            .request_counts
-                            .as_ref()
-                            .map(|c| format!(" {c}"))
-                            .unwrap_or_default()
-                    ));
-                    open.status = batch.status.clone();
-                }
-                if batch.is_finished() {
-                    let open = self.open.remove(&id).expect("listed above");
-                    self.finish(&batch, open).await?;
-                }
-            }
-            self.submit().await?;
+            self.poll().await?;
         }
+    }
+
+    /// Wait one polling interval, then read every open batch that has ended.
+    async fn poll(&mut self) -> Result<(), StageError> {
+        tokio::time::sleep(Duration::from_secs_f64(self.config.poll_secs)).await;
+        let ids: Vec<String> = self.open.keys().cloned().collect();
+        for id in ids {
+            let batch = self.api.get(&id).await?.ok_or_else(|| {
+                StageError::msg(format!(
+                    "batch {id} disappeared from the server while running"
+                ))
+            })?;
+            let open = self.open.get_mut(&id).expect("listed above");
+            if open.status != batch.status {
+                self.shared.log(format!(
+                    "batch {id}: {}{}",
+                    batch.status,
+                    batch
+                        .request_counts
+                        .as_ref()
+                        .map(|c| format!(" {c}"))
+                        .unwrap_or_default()
+                ));
+                open.status = batch.status.clone();
+            }
+            if batch.is_finished() {
+                let open = self.open.remove(&id).expect("listed above");
+                self.finish(&batch, open).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Read a finished batch: answers in, problems retried or failed.
@@ -280,6 +341,16 @@ impl Run<'_> {
         }
         let mut outcomes =
             results::read_results(&self.api, self.shared, batch, self.scratch).await?;
+        for (key, reservation) in open.held.drain() {
+            // No line: not billed; a line without usage: billed, at most the worst case.
+            let actual = match outcomes.billed.get(&key) {
+                None => 0,
+                Some(bill) => bill.unwrap_or(reservation.amount()),
+            };
+            if let Err(over) = reservation.settle(actual) {
+                self.shared.overrun(over);
+            }
+        }
         let input = match open.input {
             Some(path) => path,
             None => {
@@ -331,7 +402,8 @@ impl Run<'_> {
             }
             if again && self.shared.gate.stopped().is_none() {
                 self.submissions.insert(key, submitted + 1);
-                self.add(key, &body).await?;
+                let worst = self.worst.get(&key).copied().unwrap_or(0);
+                self.spool.push(key, &body, worst)?;
             } else {
                 self.fail(
                     key,

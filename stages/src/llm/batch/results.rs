@@ -3,11 +3,12 @@
 //! key; and its input file, for the requests to send again.
 
 use super::api::{Api, BatchObject};
-use crate::llm::answer::{Answer, check};
+use crate::llm::answer::{Answer, Spend, check};
 use crate::llm::client::{CallError, RAW_LIMIT, parse_completion, status_error};
 use crate::llm::errors::{ErrorClass, truncate};
 use crate::llm::headers::RateHeaders;
 use crate::llm::shared::Shared;
+use pipeline::budget::nano;
 use pipeline::{Digest, StageError};
 use serde::Deserialize;
 use serde_json::Value;
@@ -45,6 +46,9 @@ struct InputLine {
 pub struct Outcomes {
     pub answered: HashSet<Digest>,
     pub problems: HashMap<Digest, CallError>,
+    /// What each answered request was billed, in nano-dollars (`None`: the server
+    /// reported no usage, so the bill is unknown).
+    pub billed: HashMap<Digest, Option<u64>>,
 }
 
 fn lines(path: &Path) -> Result<impl Iterator<Item = Result<String, StageError>>, StageError> {
@@ -82,7 +86,14 @@ pub async fn read_results(
                 .custom_id
                 .parse()
                 .map_err(|e| StageError::msg(format!("batch {}: custom_id: {e}", batch.id)))?;
-            match result_of(shared, parsed) {
+            let (spend, result) = result_of(shared, parsed);
+            if let Some(bill) = spend {
+                let total = out.billed.entry(key).or_insert(Some(0));
+                *total = total
+                    .filter(|_| bill.reported)
+                    .map(|t| t + nano(bill.spend.cost_usd));
+            }
+            match result {
                 Ok(answer) => {
                     out.answered.insert(key);
                     out.problems.remove(&key);
@@ -107,8 +118,17 @@ pub async fn read_results(
     Ok(out)
 }
 
-/// The answer of one output line, or why there is none; usage is charged either way.
-fn result_of(shared: &Shared, line: OutputLine) -> Result<Answer, CallError> {
+/// What a reply was billed (charged to the ledger), and whether the server reported
+/// its usage (without it the bill is unknown and charged as zero).
+#[derive(Clone, Copy)]
+struct Bill {
+    spend: Spend,
+    reported: bool,
+}
+
+/// What one output line was billed, if it got a reply, and its answer or why there is
+/// none.
+fn result_of(shared: &Shared, line: OutputLine) -> (Option<Bill>, Result<Answer, CallError>) {
     let no_headers = RateHeaders::default();
     let Some(response) = line.response else {
         let code = line
@@ -127,29 +147,43 @@ fn result_of(shared: &Shared, line: OutputLine) -> Result<Answer, CallError> {
         } else {
             ErrorClass::Server
         };
-        return Err(CallError {
+        let error = CallError {
             class,
             message: format!("batch: {message}"),
             raw: line.error.map(|e| truncate(&e.to_string(), RAW_LIMIT)),
             headers: Box::new(no_headers),
-        });
+        };
+        return (None, Err(error));
     };
     let body = serde_json::to_vec(&response.body).expect("JSON serialises");
     if !(200..300).contains(&response.status_code) {
-        return Err(status_error(response.status_code, &body, no_headers));
+        return (
+            None,
+            Err(status_error(response.status_code, &body, no_headers)),
+        );
     }
-    let reply = parse_completion(&body, no_headers)?;
+    let reply = match parse_completion(&body, no_headers) {
+        Ok(reply) => reply,
+        Err(e) => return (None, Err(e)),
+    };
     let (tin, tout) = reply.usage.unwrap_or_default();
-    let spend = shared.ledger.charge(tin, tout);
-    match check(&reply, &shared.expect) {
-        Ok(content) => Ok(Answer { content, spend }),
+    let bill = Bill {
+        spend: shared.ledger.charge(tin, tout),
+        reported: reply.usage.is_some(),
+    };
+    let result = match check(&reply, &shared.expect) {
+        Ok(content) => Ok(Answer {
+            content,
+            spend: bill.spend,
+        }),
         Err((class, message)) => Err(CallError {
             class,
             message,
             raw: reply.content.as_deref().map(|c| truncate(c, RAW_LIMIT)),
             headers: Box::new(reply.headers),
         }),
-    }
+    };
+    (Some(bill), result)
 }
 
 /// The requests of a batch's input file: `(key, body)` per line.

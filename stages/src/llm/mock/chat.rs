@@ -1,7 +1,13 @@
 //! The mock's chat completions: the script's faults, then an answer derived from the
 //! request alone (so that any two runs get the same answers): JSON that fits the
 //! request's schema (from `response_format`, or a schema quoted in the prompt), else a
-//! description that quotes the prompt and counts the bytes of any image.
+//! description that quotes the prompt and counts the bytes of any image (padded or cut
+//! to a length drawn from the request when the script sets `answer_tokens`).
+//!
+//! Usage is counted as a server would: a token per 4 bytes of each message's text, 3
+//! per message and 3 per request for the template (OpenAI's accounting), and
+//! ⌈W·H / 28²⌉ + 2 per image (Qwen2.5-VL's); an answer longer than `max_tokens` is cut
+//! there with `finish_reason=length`.
 
 use super::State;
 use super::http::Response;
@@ -38,12 +44,16 @@ pub fn decide(state: &State, body: &[u8]) -> Decision {
             && r.until.is_none_or(|u| age < u)
     });
     let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let usage = Usage::of(&request);
     let Some(rule) = fault else {
-        return Decision::Respond(completion(
-            Some(answer(&request, &digest)),
-            "stop",
-            body.len(),
-        ));
+        let mut text = answer(&request, &digest);
+        if let (Some((lo, hi)), false) = (state.script.answer_tokens, schema_of(&request).is_some())
+        {
+            let span = hi.saturating_sub(lo) as usize + 1;
+            let drawn = datasets::rng::Rng::new(digest.seed()).below(span);
+            fit(&mut text, u64::from(lo) + drawn as u64);
+        }
+        return Decision::Respond(usage.completion(Some(text), "stop"));
     };
     Decision::Respond(match &rule.fault {
         Fault::Hang => return Decision::Hang,
@@ -53,20 +63,16 @@ pub fn decide(state: &State, body: &[u8]) -> Decision {
             rate_limited(*retry_after)
         }
         Fault::Status(status, body) => Response::json(*status, body.clone()),
-        Fault::InvalidJson => completion(
-            Some(r#"{"short_caption": "unterminated"#.into()),
-            "stop",
-            body.len(),
-        ),
-        Fault::SchemaViolation => {
-            completion(Some(r#"{"unexpected": true}"#.into()), "stop", body.len())
+        Fault::InvalidJson => {
+            usage.completion(Some(r#"{"short_caption": "unterminated"#.into()), "stop")
         }
+        Fault::SchemaViolation => usage.completion(Some(r#"{"unexpected": true}"#.into()), "stop"),
         Fault::Truncated => {
             let mut partial = answer(&request, &digest);
-            partial.truncate(partial.len() / 2);
-            completion(Some(partial), "length", body.len())
+            partial.truncate(partial.floor_char_boundary(partial.len() / 2));
+            usage.completion(Some(partial), "length")
         }
-        Fault::Empty => completion(None, "stop", body.len()),
+        Fault::Empty => usage.completion(None, "stop"),
     })
 }
 
@@ -85,26 +91,89 @@ pub fn rate_limited(retry_after: Option<RetryAfter>) -> Response {
     }
 }
 
-/// A 200 chat completion (`None`: null content).
-fn completion(content: Option<String>, finish_reason: &str, request_len: usize) -> Response {
-    let prompt_tokens = request_len / 4;
-    let completion_tokens = content.as_ref().map_or(0, |c| c.len() / 4 + 1);
-    let body = json!({
-        "id": "chatcmpl-mock",
-        "object": "chat.completion",
-        "model": "mock",
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": content},
-            "finish_reason": finish_reason,
-        }],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
-    });
-    Response::json(200, serde_json::to_vec(&body).expect("JSON serialises"))
+/// Tokens of one answer of this many bytes.
+fn tokens_of(bytes: usize) -> u64 {
+    bytes as u64 / 4 + 1
+}
+
+/// Pad `text` (or cut it) so that it counts `tokens` tokens.
+fn fit(text: &mut String, tokens: u64) {
+    let bytes = (tokens.max(1) as usize - 1) * 4;
+    while text.len() < bytes {
+        text.push_str(" lorem");
+    }
+    text.truncate(text.floor_char_boundary(bytes));
+    while tokens_of(text.len()) < tokens {
+        text.push(' ');
+    }
+}
+
+/// What a request counts: its prompt tokens, and the most output tokens it allows.
+struct Usage {
+    prompt: u64,
+    max_tokens: Option<u64>,
+}
+
+impl Usage {
+    fn of(request: &Value) -> Usage {
+        let mut prompt = 3;
+        for m in request["messages"].as_array().into_iter().flatten() {
+            prompt += 3;
+            match &m["content"] {
+                Value::String(s) => prompt += (s.len() as u64).div_ceil(4),
+                Value::Array(parts) => {
+                    for p in parts {
+                        if let Some(t) = p["text"].as_str() {
+                            prompt += (t.len() as u64).div_ceil(4);
+                        }
+                        if let Some(url) = p["image_url"]["url"].as_str() {
+                            let pixels = url
+                                .split_once(";base64,")
+                                .and_then(|(_, b64)| STANDARD.decode(b64).ok())
+                                .and_then(|b| imagesize::blob_size(&b).ok())
+                                .map_or(0, |s| s.width as u64 * s.height as u64);
+                            prompt += pixels.div_ceil(28 * 28) + 2;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Usage {
+            prompt,
+            max_tokens: request["max_tokens"]
+                .as_u64()
+                .or_else(|| request["max_completion_tokens"].as_u64()),
+        }
+    }
+
+    /// A 200 chat completion (`None`: null content), cut at `max_tokens`.
+    fn completion(&self, mut content: Option<String>, finish_reason: &str) -> Response {
+        let mut finish_reason = finish_reason;
+        if let (Some(text), Some(max)) = (content.as_mut(), self.max_tokens)
+            && tokens_of(text.len()) > max
+        {
+            fit(text, max);
+            finish_reason = "length";
+        }
+        let completion_tokens = content.as_ref().map_or(0, |c| tokens_of(c.len()));
+        let body = json!({
+            "id": "chatcmpl-mock",
+            "object": "chat.completion",
+            "model": "mock",
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": finish_reason,
+            }],
+            "usage": {
+                "prompt_tokens": self.prompt,
+                "completion_tokens": completion_tokens,
+                "total_tokens": self.prompt + completion_tokens,
+            },
+        });
+        Response::json(200, serde_json::to_vec(&body).expect("JSON serialises"))
+    }
 }
 
 /// The answer to a request, from the request alone.

@@ -216,8 +216,9 @@ async fn route(state: &Arc<State>, req: &Request) -> chat::Decision {
                 return Respond(limited);
             }
             let decision = chat::decide(state, &req.body);
-            if !state.script.latency.is_zero() {
-                tokio::time::sleep(state.script.latency).await;
+            let delay = state.script.latency + jitter(&state.script, &req.body);
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
             }
             match decision {
                 Respond(r) => Respond(with_rate_headers(state, r)),
@@ -237,6 +238,15 @@ async fn route(state: &Arc<State>, req: &Request) -> chat::Decision {
             r#"{"error":{"message":"mock: no such route","type":"invalid_request_error","code":null}}"#,
         )),
     }
+}
+
+/// A delay in `[0, script.jitter)` drawn from the request body.
+fn jitter(script: &Script, body: &[u8]) -> std::time::Duration {
+    if script.jitter.is_zero() {
+        return std::time::Duration::ZERO;
+    }
+    let mut rng = datasets::rng::Rng::new(Digest::of_bytes(body).seed());
+    script.jitter.mul_f64(rng.unit())
 }
 
 /// A 401 quoting the key received, when the script requires another.

@@ -9,6 +9,11 @@ use std::time::Duration;
 pub struct Script {
     /// Delay before every chat answer.
     pub latency: Duration,
+    /// Up to this much more delay, drawn per request body.
+    pub jitter: Duration,
+    /// Text answers (not JSON ones) this many tokens long, drawn from the request
+    /// within `(min, max)`; `None`: the description as it comes.
+    pub answer_tokens: Option<(u32, u32)>,
     /// Faults: the first rule that applies to a request decides its fate.
     pub rules: Vec<Rule>,
     /// Enforce this many requests per minute, in one-second windows of `rpm / 60`

@@ -34,6 +34,9 @@ struct NodeRow {
     note: String,
 }
 
+/// The counter in which LLM stages report what they spent, in micro-dollars.
+const SPEND_COUNTER: &str = "llm_cost_micro_usd";
+
 pub fn status(store: &Path, args: StatusArgs) -> Result<ExitCode> {
     let store = Store::open(store)?;
     let runs_dir = store.root().join("runs");
@@ -63,6 +66,7 @@ pub fn status(store: &Path, args: StatusArgs) -> Result<ExitCode> {
     let mut nodes: BTreeMap<String, NodeRow> = BTreeMap::new();
     let mut header = String::new();
     let mut footer = None;
+    let mut cap = None;
     let first_ts = events.first().map_or(0, |e| e.ts_ms);
     for rec in &events {
         match &rec.event {
@@ -70,8 +74,10 @@ pub fn status(store: &Path, args: StatusArgs) -> Result<ExitCode> {
                 recipe,
                 recipe_path,
                 nodes: ids,
+                budget_usd,
                 ..
             } => {
+                cap = *budget_usd;
                 header = format!("run {run}: recipe `{recipe}` ({recipe_path})");
                 order = ids.clone();
                 for id in ids {
@@ -104,6 +110,10 @@ pub fn status(store: &Path, args: StatusArgs) -> Result<ExitCode> {
                 if *unchanged {
                     n.note = "same content as before".into();
                 }
+            }
+            // Spending nodes report their counters as they go: a failed one keeps them.
+            Event::NodeCounters { node, counters } => {
+                nodes.entry(node.clone()).or_default().counters = counters.clone();
             }
             Event::NodeFailed {
                 node,
@@ -142,6 +152,16 @@ pub fn status(store: &Path, args: StatusArgs) -> Result<ExitCode> {
             counters.join(" "),
             n.note
         );
+    }
+    let spent: u64 = nodes
+        .values()
+        .filter_map(|n| n.counters.get(SPEND_COUNTER))
+        .sum();
+    if spent > 0 || cap.is_some() {
+        let cap = cap
+            .map(|c| format!(" of the run's --budget-usd ${c:.4}"))
+            .unwrap_or_default();
+        println!("LLM spend: ${:.4}{cap}", spent as f64 / 1e6);
     }
     match footer {
         Some(f) => println!("{f}"),

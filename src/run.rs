@@ -3,12 +3,13 @@
 use anyhow::{Context, Result};
 use pipeline::Store;
 use pipeline::console::{Console, ConsoleMode, fmt_ms};
+use pipeline::estimate::{NodeEstimate, Range};
 use pipeline::events::{Event, EventSink, RunStatus};
 use pipeline::executor::{Capacity, Outcome, RunOptions};
 use pipeline::plan::{PlanState, PlannedNode};
 use pipeline::recipe::{Graph, Override, Recipe, apply_all, validate};
 use pipeline::store::StoreLock;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -115,6 +116,11 @@ pub fn plan(store: &Path, args: PlanArgs) -> Result<ExitCode> {
         &selection(&loaded.graph, &loaded.targets),
         &loaded.force,
     )?;
+    let estimates: BTreeMap<usize, NodeEstimate> =
+        pipeline::estimate::estimates(&loaded.graph, &store, &plan)
+            .map_err(|e| anyhow::anyhow!("estimating spend: {e}"))?
+            .into_iter()
+            .collect();
     if args.json {
         let rows: Vec<_> = plan
             .iter()
@@ -125,7 +131,12 @@ pub fn plan(store: &Path, args: PlanArgs) -> Result<ExitCode> {
                     PlanState::Pending => ("pending", None),
                     PlanState::Error(_) => ("error", None),
                 };
-                serde_json::json!({"node": p.id, "stage": p.stage, "state": state, "digest": digest, "reasons": p.reasons})
+                let estimate = match estimates.get(&p.index) {
+                    None => serde_json::Value::Null,
+                    Some(NodeEstimate::Known(e)) => serde_json::json!(e),
+                    Some(NodeEstimate::Unknown(why)) => serde_json::json!({"unknown": why}),
+                };
+                serde_json::json!({"node": p.id, "stage": p.stage, "state": state, "digest": digest, "reasons": p.reasons, "estimate": estimate})
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -137,6 +148,7 @@ pub fn plan(store: &Path, args: PlanArgs) -> Result<ExitCode> {
             store.root().display()
         );
         print_plan(&plan);
+        print_spend(&loaded.graph, &estimates);
     }
     let errors = plan
         .iter()
@@ -147,6 +159,81 @@ pub fn plan(store: &Path, args: PlanArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// What the nodes that spend would send and cost, and the total by model.
+fn print_spend(graph: &Graph, estimates: &BTreeMap<usize, NodeEstimate>) {
+    if estimates.is_empty() {
+        return;
+    }
+    println!("spend (expected, and the range over which answer lengths vary):");
+    let width = estimates
+        .keys()
+        .map(|&i| graph.nodes[i].id.len())
+        .max()
+        .unwrap_or(4);
+    let mut by_model: BTreeMap<&str, Range> = BTreeMap::new();
+    let mut unpriced = Vec::new();
+    for (&i, estimate) in estimates {
+        let id = &graph.nodes[i].id;
+        let e = match estimate {
+            NodeEstimate::Unknown(why) => {
+                println!("  {id:<width$}  unknown: {why}");
+                continue;
+            }
+            NodeEstimate::Known(e) => e,
+        };
+        let cost = match &e.cost_usd {
+            Some(c) => {
+                let sum = by_model.entry(&e.model).or_default();
+                *sum = *sum + *c;
+                let worst = e
+                    .worst_usd
+                    .map(|w| format!("; a budget of ${w:.4} admits all of it at once"))
+                    .unwrap_or_default();
+                format!("{}{worst}", money(c))
+            }
+            None => {
+                unpriced.push(e.model.clone());
+                format!("cost unknown: no price for `{}`", e.model)
+            }
+        };
+        println!(
+            "  {id:<width$}  {}: {} rows, {} answered in the memo, {} to send; {:.0} tokens in, {:.0} out ({:.0}-{:.0}); {cost} ({})",
+            e.model,
+            e.rows,
+            e.cached,
+            e.to_send,
+            e.input_tokens.expected,
+            e.output_tokens.expected,
+            e.output_tokens.low,
+            e.output_tokens.high,
+            e.basis
+        );
+    }
+    let total = by_model.values().fold(Range::default(), |a, &b| a + b);
+    let models: Vec<String> = by_model
+        .iter()
+        .map(|(m, r)| format!("{m} ${:.4}", r.expected))
+        .collect();
+    let unpriced = if unpriced.is_empty() {
+        String::new()
+    } else {
+        format!(", and unpriced requests to {}", unpriced.join(", "))
+    };
+    println!(
+        "  total {}: {}{unpriced}",
+        money(&total),
+        if models.is_empty() {
+            "nothing priced".to_string()
+        } else {
+            models.join(", ")
+        }
+    );
+}
+
+fn money(r: &Range) -> String {
+    format!("${:.4} (${:.4}-${:.4})", r.expected, r.low, r.high)
 }
 
 fn print_plan(plan: &[PlannedNode]) {
@@ -183,6 +270,11 @@ fn print_plan(plan: &[PlannedNode]) {
 
 pub fn run(store_dir: &Path, quiet: bool, args: RunArgs) -> Result<ExitCode> {
     let loaded = load(&args.recipe)?;
+    if let Some(usd) = args.budget_usd
+        && !(usd.is_finite() && usd > 0.0)
+    {
+        anyhow::bail!("--budget-usd {usd}: give a positive amount of USD");
+    }
     let store = Store::open(store_dir)?;
     let mode = if quiet {
         ConsoleMode::Quiet

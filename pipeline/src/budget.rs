@@ -274,9 +274,12 @@ mod tests {
     #[test]
     fn a_dropped_reservation_counts_as_spent() {
         let b = Budget::new("cap", 1.0);
-        drop(granted(Budget::reserve(&[b.clone()], nano(0.25))));
+        drop(granted(Budget::reserve(
+            std::slice::from_ref(&b),
+            nano(0.25),
+        )));
         assert_eq!((b.spent_usd(), b.reserved_usd()), (0.25, 0.0));
-        drop(Budget::commit(&[b.clone()], nano(0.5)));
+        drop(Budget::commit(std::slice::from_ref(&b), nano(0.5)));
         assert_eq!(b.spent_usd(), 0.75);
     }
 

@@ -11,6 +11,7 @@ pub mod budget;
 pub mod console;
 pub mod context;
 pub mod digest;
+pub mod estimate;
 pub mod events;
 pub mod executor;
 pub mod faults;

@@ -8,6 +8,7 @@
 use crate::artifact::ArtifactKind;
 use crate::context::StageContext;
 use crate::digest::Digest;
+use crate::estimate::{EstimateContext, SpendEstimate};
 use crate::stage::{
     ArtifactType, Bindings, InputSpec, Output, OutputDecl, Resources, Stage, StageError,
 };
@@ -65,6 +66,8 @@ pub trait PreparedNode: Send + Sync {
         recipe_dir: &Path,
     ) -> Result<Vec<(String, Digest)>, StageError>;
     fn run(&self, ctx: StageContext) -> BoxFuture<Result<Output, StageError>>;
+    fn spends(&self) -> bool;
+    fn estimate(&self, ctx: &EstimateContext) -> Result<Option<SpendEstimate>, StageError>;
 }
 
 struct Prepared<S: Stage> {
@@ -112,6 +115,12 @@ impl<S: Stage> PreparedNode for Prepared<S> {
         let config: S::Config =
             serde_json::from_value(self.canonical.clone()).expect("canonical config re-parses");
         Box::pin(async move { stage.run(config, ctx).await })
+    }
+    fn spends(&self) -> bool {
+        S::SPENDS
+    }
+    fn estimate(&self, ctx: &EstimateContext) -> Result<Option<SpendEstimate>, StageError> {
+        S::estimate(&self.config, ctx)
     }
 }
 

@@ -10,6 +10,7 @@
 use crate::artifact::ArtifactKind;
 use crate::context::StageContext;
 use crate::digest::Digest;
+use crate::estimate::{EstimateContext, SpendEstimate};
 use crate::store::FileHasher;
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -239,6 +240,8 @@ pub trait Stage: Send + Sync + 'static {
     const OUTPUT: OutputDecl;
     /// Whether the node's seed changes what the stage writes (then it enters the key).
     const USES_SEED: bool = false;
+    /// Whether the stage spends money (then `reasongen plan` asks for its estimate).
+    const SPENDS: bool = false;
 
     /// Resources one node of this config holds while running.
     fn resources(_config: &Self::Config) -> Resources {
@@ -259,6 +262,15 @@ pub trait Stage: Send + Sync + 'static {
         _recipe_dir: &Path,
     ) -> Result<Vec<(String, Digest)>, StageError> {
         Ok(Vec::new())
+    }
+
+    /// What running the node would send and spend, from its built inputs, the memo and
+    /// its last run (stages with `SPENDS`).
+    fn estimate(
+        _config: &Self::Config,
+        _ctx: &EstimateContext,
+    ) -> Result<Option<SpendEstimate>, StageError> {
+        Ok(None)
     }
 
     /// Write the artifact's files into `ctx.out_dir`.

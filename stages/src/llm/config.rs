@@ -288,6 +288,13 @@ pub struct Price {
     pub output_per_mtok: f64,
 }
 
+impl Price {
+    /// What these tokens cost, in USD.
+    pub fn usd(&self, input_tokens: f64, output_tokens: f64) -> f64 {
+        (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1e6
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Policy {
@@ -466,6 +473,14 @@ impl LlmConfig {
     /// The price of the configured model, if the table has it.
     pub fn price(&self) -> Option<Price> {
         self.prices.get(&self.endpoint.model).copied()
+    }
+
+    /// The factor on `prices` for this executor (the Batch API's discount).
+    pub fn price_factor(&self) -> f64 {
+        match self.executor {
+            Executor::Online => 1.0,
+            Executor::Batch => self.batch.price_factor,
+        }
     }
 }
 

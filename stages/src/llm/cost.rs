@@ -9,7 +9,9 @@
 //!   Qwen2.5-VL: one token per 28×28 pixels) but at least [`IMAGE_TOKENS_FLOOR`]
 //!   (OpenAI's most for one high-detail image); plus `max_tokens` of output.
 //! - *Expected*, for rate limits and `reasongen plan`: the tokenizer's count, or the
-//!   bytes / 4 (English text with GPT-style BPE), with the same overheads and images.
+//!   bytes / 4 (English text with GPT-style BPE); 4 template tokens per message and 3
+//!   per request (OpenAI's accounting); each image at `cost.image_tokens`, or
+//!   ⌈W·H / 28²⌉ + 2.
 
 use super::config::CostConfig;
 use std::path::Path;
@@ -23,6 +25,10 @@ pub const REQUEST_OVERHEAD: u64 = 64;
 pub const IMAGE_TOKENS_FLOOR: u64 = 1445;
 /// Bytes per token in the expected count without a tokenizer.
 const BYTES_PER_TOKEN: u64 = 4;
+/// Chat-template tokens a message usually adds.
+const EXPECTED_MESSAGE_OVERHEAD: u64 = 4;
+/// Chat-template tokens a request usually adds.
+const EXPECTED_REQUEST_OVERHEAD: u64 = 3;
 
 /// Tokens of a request's input.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -66,10 +72,10 @@ impl TokenCounter {
 
     /// The tokens of a request whose messages hold `texts` and `images` (encoded files).
     pub fn input(&self, texts: &[&str], images: &[&[u8]]) -> InputTokens {
-        let framing = REQUEST_OVERHEAD + MESSAGE_OVERHEAD * texts.len() as u64;
+        let messages = texts.len() as u64;
         let mut count = InputTokens {
-            expected: framing,
-            worst: framing,
+            expected: EXPECTED_REQUEST_OVERHEAD + EXPECTED_MESSAGE_OVERHEAD * messages,
+            worst: REQUEST_OVERHEAD + MESSAGE_OVERHEAD * messages,
         };
         for text in texts {
             let (expected, worst) = match &self.tokenizer {
@@ -90,22 +96,23 @@ impl TokenCounter {
             count.worst += worst;
         }
         for image in images {
-            let n = self.image(image);
-            count.expected += n;
-            count.worst += n;
+            let (expected, worst) = self.image(image);
+            count.expected += expected;
+            count.worst += worst;
         }
         count
     }
 
-    /// Tokens reserved for one image.
-    pub fn image(&self, bytes: &[u8]) -> u64 {
+    /// Tokens of one image: expected, and reserved.
+    pub fn image(&self, bytes: &[u8]) -> (u64, u64) {
         if let Some(n) = self.image_tokens {
-            return n;
+            return (n, n);
         }
         let pixels = imagesize::blob_size(bytes)
             .map(|s| s.width as u64 * s.height as u64)
             .unwrap_or(0);
-        (pixels.div_ceil(28 * 28) + 2).max(IMAGE_TOKENS_FLOOR)
+        let n = pixels.div_ceil(28 * 28) + 2;
+        (n, n.max(IMAGE_TOKENS_FLOOR))
     }
 }
 
@@ -117,9 +124,8 @@ mod tests {
     fn bytes_bound_the_worst_case_and_quarter_it_for_the_expected() {
         let c = TokenCounter::from_bytes(&CostConfig::default());
         let t = c.input(&["abcdefgh", "é"], &[]);
-        let framing = REQUEST_OVERHEAD + 2 * MESSAGE_OVERHEAD;
-        assert_eq!(t.worst, framing + 8 + 2);
-        assert_eq!(t.expected, framing + 2 + 1);
+        assert_eq!(t.worst, REQUEST_OVERHEAD + 2 * MESSAGE_OVERHEAD + 8 + 2);
+        assert_eq!(t.expected, 3 + 2 * 4 + 2 + 1);
     }
 
     #[test]
@@ -132,12 +138,12 @@ mod tests {
             out.into_inner()
         };
         let c = TokenCounter::from_bytes(&CostConfig::default());
-        assert_eq!(c.image(&png(64, 64)), IMAGE_TOKENS_FLOOR);
-        assert_eq!(c.image(&png(1400, 1400)), 2500 + 2);
+        assert_eq!(c.image(&png(64, 64)), (6 + 2, IMAGE_TOKENS_FLOOR));
+        assert_eq!(c.image(&png(1400, 1400)), (2500 + 2, 2500 + 2));
         let fixed = TokenCounter::from_bytes(&CostConfig {
             image_tokens: Some(300),
             ..CostConfig::default()
         });
-        assert_eq!(fixed.image(&png(1400, 1400)), 300);
+        assert_eq!(fixed.image(&png(1400, 1400)), (300, 300));
     }
 }

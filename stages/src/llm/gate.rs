@@ -113,7 +113,9 @@ impl State {
         let probe = match self.breaker.admit(now) {
             Admit::Go { probe } => probe,
             other => {
-                reservation.map(Reservation::cancel);
+                if let Some(r) = reservation {
+                    r.cancel();
+                }
                 return Err(match other {
                     Admit::Wait(Some(wait)) => Hold::For(wait),
                     _ => Hold::Woken,

@@ -41,18 +41,13 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// A ledger for `rows` input rows, spending under `budgets`; `batch` applies
-    /// `batch.price_factor`.
-    pub fn new(config: &LlmConfig, rows: u64, batch: bool, budgets: Vec<Arc<Budget>>) -> Ledger {
+    /// A ledger for `rows` input rows, spending under `budgets`.
+    pub fn new(config: &LlmConfig, rows: u64, budgets: Vec<Arc<Budget>>) -> Ledger {
         Ledger {
             started: Instant::now(),
             rows,
             price: config.price(),
-            price_factor: if batch {
-                config.batch.price_factor
-            } else {
-                1.0
-            },
+            price_factor: config.price_factor(),
             budgets,
             attempts: AtomicU64::new(0),
             retries: AtomicU64::new(0),
@@ -85,9 +80,7 @@ impl Ledger {
     /// What `input_tokens` in and `output_tokens` out cost, in USD.
     fn price_of(&self, input_tokens: u64, output_tokens: u64) -> f64 {
         self.price.map_or(0.0, |p| {
-            (input_tokens as f64 * p.input_per_mtok + output_tokens as f64 * p.output_per_mtok)
-                / 1e6
-                * self.price_factor
+            p.usd(input_tokens as f64, output_tokens as f64) * self.price_factor
         })
     }
 
@@ -258,7 +251,7 @@ mod tests {
 
     #[test]
     fn charges_and_counts() {
-        let l = Ledger::new(&config(None), 10, false, vec![]);
+        let l = Ledger::new(&config(None), 10, vec![]);
         l.sending(false);
         let s = l.charge(1_000, 500);
         l.returned();
@@ -276,14 +269,16 @@ mod tests {
         assert_eq!(c["llm_errors_truncated"], 1);
         assert!(l.line().contains("spent $0.0040"), "{}", l.line());
         // The batch factor halves the price.
-        let b = Ledger::new(&config(None), 1, true, vec![]);
+        let mut batch = config(None);
+        batch.executor = crate::llm::config::Executor::Batch;
+        let b = Ledger::new(&batch, 1, vec![]);
         assert!((b.charge(1_000, 500).cost_usd - 0.0015).abs() < 1e-12);
     }
 
     #[test]
     fn worst_cases_round_up_and_the_line_shows_the_caps() {
         let cap = Budget::new("budget_usd", 0.01);
-        let l = Ledger::new(&config(Some(0.01)), 100, false, vec![cap]);
+        let l = Ledger::new(&config(Some(0.01)), 100, vec![cap]);
         // 1 token in at $1/M and 1 out at $4/M: $5e-6, exactly 5,000 nano-dollars.
         assert_eq!(l.worst_case(1, 1), 5_000);
         assert_eq!(l.worst_case(1, 0), 1_000);

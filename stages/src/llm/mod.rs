@@ -14,7 +14,8 @@
 //! answers are validated ([`answer`], [`schema`]) and committed to the memo
 //! ([`memo_writer`]) before they count; [`ledger`] counts tokens, money and progress;
 //! [`assemble`] writes the output table, `failures/` and `ledger/` ([`tables`]);
-//! [`stage`] applies the failure policy. [`mock`] is a loopback OpenAI-compatible
+//! [`stage`] applies the failure policy; [`estimate`] is what `reasongen plan` says the
+//! node would send and spend. [`mock`] is a loopback OpenAI-compatible
 //! server that scripts faults, for tests, benchmarks and users.
 
 mod answer;
@@ -28,6 +29,7 @@ mod client;
 pub mod config;
 mod cost;
 mod errors;
+mod estimate;
 mod failure;
 mod gate;
 mod headers;

@@ -22,9 +22,10 @@ use super::memo_writer::MemoWriter;
 use super::request::Shape;
 use super::shared::Shared;
 use super::task::Task;
-use super::{batch, online, reader};
+use super::{batch, estimate, online, reader};
 use datasets::table::TableReader;
 use pipeline::budget::Budget;
+use pipeline::estimate::{EstimateContext, SpendEstimate};
 use pipeline::{
     ArtifactType, Bindings, InputSpec, Output, OutputDecl, Resources, Stage, StageContext,
     StageError,
@@ -63,6 +64,7 @@ impl<T: Task> Stage for LlmStage<T> {
     const DOC: &'static str = T::DOC;
     const INPUTS: &'static [InputSpec] = T::INPUTS;
     const OUTPUT: OutputDecl = OutputDecl::Fixed(ArtifactType::table("rationale"));
+    const SPENDS: bool = true;
 
     fn resources(config: &LlmConfig) -> Resources {
         Resources {
@@ -77,6 +79,13 @@ impl<T: Task> Stage for LlmStage<T> {
     fn validate(config: &LlmConfig, _bindings: &Bindings) -> Result<(), String> {
         config.check(T::schema().is_some())?;
         Shape::new::<T>(config, TokenCounter::from_bytes(&config.cost)).map(|_| ())
+    }
+
+    fn estimate(
+        config: &LlmConfig,
+        ctx: &EstimateContext,
+    ) -> Result<Option<SpendEstimate>, StageError> {
+        estimate::estimate::<T>(config, ctx).map(Some)
     }
 
     async fn run(&self, config: LlmConfig, ctx: StageContext) -> Result<Output, StageError> {
@@ -103,12 +112,7 @@ async fn run<T: Task>(config: &LlmConfig, ctx: &Arc<StageContext>) -> Result<Out
         client,
         gate: Gate::new(&config.limits, budgets.clone()),
         backoff: Backoff::new(&config.limits),
-        ledger: Ledger::new(
-            config,
-            rows,
-            config.executor == Executor::Batch,
-            budgets.clone(),
-        ),
+        ledger: Ledger::new(config, rows, budgets.clone()),
         budgets,
         writer: MemoWriter::start(memo.clone()),
         memo,

@@ -69,7 +69,8 @@ pub fn decide(state: &State, body: &[u8]) -> Decision {
         Fault::SchemaViolation => usage.completion(Some(r#"{"unexpected": true}"#.into()), "stop"),
         Fault::Truncated => {
             let mut partial = answer(&request, &digest);
-            partial.truncate(partial.floor_char_boundary(partial.len() / 2));
+            let half = partial.len() / 2;
+            cut(&mut partial, half);
             usage.completion(Some(partial), "length")
         }
         Fault::Empty => usage.completion(None, "stop"),
@@ -96,13 +97,24 @@ fn tokens_of(bytes: usize) -> u64 {
     bytes as u64 / 4 + 1
 }
 
+/// Cut `text` to at most `bytes` bytes, at a character boundary.
+fn cut(text: &mut String, mut bytes: usize) {
+    if bytes >= text.len() {
+        return;
+    }
+    while !text.is_char_boundary(bytes) {
+        bytes -= 1;
+    }
+    text.truncate(bytes);
+}
+
 /// Pad `text` (or cut it) so that it counts `tokens` tokens.
 fn fit(text: &mut String, tokens: u64) {
     let bytes = (tokens.max(1) as usize - 1) * 4;
     while text.len() < bytes {
         text.push_str(" lorem");
     }
-    text.truncate(text.floor_char_boundary(bytes));
+    cut(text, bytes);
     while tokens_of(text.len()) < tokens {
         text.push(' ');
     }

@@ -129,6 +129,45 @@ mod tests {
     }
 
     #[test]
+    fn the_models_tokenizer_counts_exactly() {
+        use tokenizers::models::wordlevel::WordLevel;
+        use tokenizers::pre_tokenizers::whitespace::Whitespace;
+        let vocab = [("[UNK]", 0), ("draw", 1), ("a", 2), ("cat", 3)]
+            .into_iter()
+            .map(|(w, i)| (w.to_string(), i))
+            .collect();
+        let model = WordLevel::builder()
+            .vocab(vocab)
+            .unk_token("[UNK]".into())
+            .build()
+            .unwrap();
+        let mut tokenizer = tokenizers::Tokenizer::new(model);
+        tokenizer.with_pre_tokenizer(Some(Whitespace {}));
+        let dir = tempfile::tempdir().unwrap();
+        tokenizer
+            .save(dir.path().join("tokenizer.json"), false)
+            .unwrap();
+        let config = CostConfig {
+            tokenizer: Some("tokenizer.json".into()),
+            ..CostConfig::default()
+        };
+        let c = TokenCounter::new(&config, dir.path()).unwrap();
+        // Four words, one of them unknown: four tokens, expected and at worst.
+        let t = c.input(&["draw a small cat"], &[]);
+        assert_eq!(t.expected, 3 + 4 + 4);
+        assert_eq!(t.worst, REQUEST_OVERHEAD + MESSAGE_OVERHEAD + 4);
+        let missing = CostConfig {
+            tokenizer: Some("nope.json".into()),
+            ..CostConfig::default()
+        };
+        let err = TokenCounter::new(&missing, dir.path()).err().unwrap();
+        assert!(
+            err.starts_with("cost.tokenizer: cannot read ") && err.contains("nope.json"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn images_count_by_pixels_with_a_floor_or_as_configured() {
         let png = |w: u32, h: u32| {
             let mut out = std::io::Cursor::new(Vec::new());

@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 use train::janus::draw::{Drawer, png};
+use train::janus::draw::{GenerateConfig, SamplingConfig, sample_seed};
 use train::janus::generate::{Timing, Unconditional};
 use train::janus::load::DeviceChoice;
-use train::stages::generate::{GenerateConfig, SamplingConfig, sample_seed};
 
 #[derive(clap::Args)]
 pub struct GenerateArgs {

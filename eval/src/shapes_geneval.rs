@@ -6,6 +6,7 @@
 use crate::bootstrap::{TaskPrompts, overall_interval};
 use datasets::shapes::{Judge, JudgeOptions, Metadata, Summary, Task};
 use datasets::table::TableReader;
+use image::RgbImage;
 use pipeline::{
     Arity, ArtifactKind, ArtifactType, InputSpec, Output, OutputDecl, Stage, StageContext,
     StageError,
@@ -14,6 +15,7 @@ use schemars::JsonSchema;
 use schemas::eval_sample::EvalSample;
 use schemas::rl_prompt::RlPrompt;
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
@@ -35,91 +37,200 @@ fn default_rounds() -> usize {
 
 pub struct ShapesGenEval;
 
+/// Why samples could not be judged.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("sample `{sample}`: no prompt `{prompt}` among the prompts")]
+    UnknownPrompt { sample: String, prompt: String },
+    #[error("sample `{0}` has no image bytes")]
+    NoImage(String),
+    #[error("sample `{sample}`: {message}")]
+    BadImage { sample: String, message: String },
+    #[error("prompt `{prompt}`: {message}")]
+    BadRecord { prompt: String, message: String },
+    #[error("no samples to judge")]
+    Empty,
+}
+
+/// The GenEval-style record of every prompt of an `rl_prompt` table, by prompt id.
+pub fn records(
+    prompts: impl IntoIterator<Item = RlPrompt>,
+) -> Result<HashMap<String, Metadata>, EvalError> {
+    prompts
+        .into_iter()
+        .map(|p| {
+            let bad = |message: String| EvalError::BadRecord {
+                prompt: p.id.clone(),
+                message,
+            };
+            let text = p
+                .metadata
+                .as_deref()
+                .ok_or_else(|| bad("no shapes-GenEval metadata record".into()))?;
+            let record = Metadata::from_json(text).map_err(|e| bad(e.to_string()))?;
+            Ok((p.id, record))
+        })
+        .collect()
+}
+
+/// One image's verdict.
+#[derive(Clone, Debug)]
+pub struct Judged {
+    pub sample_id: String,
+    pub prompt_id: String,
+    pub record: Metadata,
+    pub correct: bool,
+    pub reason: String,
+}
+
+/// Judge one image against its prompt's record.
+pub fn judge(
+    judge: &Judge,
+    sample_id: String,
+    prompt_id: String,
+    image: &RgbImage,
+    record: &Metadata,
+) -> Judged {
+    let verdict = judge.score(image, record);
+    Judged {
+        sample_id,
+        prompt_id,
+        record: record.clone(),
+        correct: verdict.correct,
+        reason: verdict.reason,
+    }
+}
+
 /// What judging a set of samples gives.
 pub struct Evaluation {
     /// GenEval's `results.jsonl` lines, one per image.
     pub lines: Vec<String>,
     pub summary: Summary,
+    /// GenEval's overall score ([`Summary::overall`]: the mean over its six tasks).
     pub overall: f64,
     /// 95 % bootstrap interval of `overall` over prompts.
     pub interval: (f64, f64),
     /// Per task tag: (score, prompts).
     pub tasks: BTreeMap<&'static str, (f64, usize)>,
+    /// Per GenEval task, per prompt id: (correct images, images).
+    pub by_prompt: BTreeMap<&'static str, BTreeMap<String, (usize, usize)>>,
 }
 
-/// Judge every sample against its prompt's record.
-pub fn evaluate(
-    samples: impl IntoIterator<Item = EvalSample>,
-    records: &HashMap<String, Metadata>,
+impl Evaluation {
+    /// The scores as `scores.json` and `eval.jsonl` hold them.
+    pub fn scores(&self) -> Value {
+        let tasks: serde_json::Map<String, Value> = self
+            .tasks
+            .iter()
+            .map(|(t, (score, n))| (t.to_string(), json!({"score": score, "prompts": n})))
+            .collect();
+        json!({
+            "overall": self.overall,
+            "overall_ci95": [self.interval.0, self.interval.1],
+            "tasks": tasks,
+            "images": self.summary.images,
+            "prompts": self.summary.prompts,
+            "correct_images": self.summary.correct_images,
+        })
+    }
+
+    /// The prompts of each GenEval task as the bootstrap takes them.
+    pub fn task_prompts(&self) -> Vec<TaskPrompts> {
+        self.by_prompt
+            .values()
+            .map(|m| m.values().copied().collect())
+            .collect()
+    }
+}
+
+/// Summarise verdicts: GenEval's summary, the overall score with its bootstrap interval
+/// over prompts (within each of GenEval's tasks; `scene` records are listed but not
+/// scored, as in [`Summary::overall`]), and per-task scores.
+pub fn summarize(
+    judged: &[Judged],
     bootstrap_rounds: usize,
     seed: u64,
-) -> Result<Evaluation, StageError> {
-    let judge = Judge::new(JudgeOptions::default());
-    let mut lines = Vec::new();
-    let mut judged: Vec<(String, Metadata, bool)> = Vec::new();
-    for s in samples {
-        let record = records.get(&s.prompt_id).ok_or_else(|| {
-            StageError::msg(format!(
-                "sample `{}`: no prompt `{}` among the prompts",
-                s.id, s.prompt_id
-            ))
-        })?;
-        let bytes = s
-            .image
-            .bytes
-            .as_deref()
-            .ok_or_else(|| StageError::msg(format!("sample `{}` has no image bytes", s.id)))?;
-        let verdict = judge
-            .score_encoded(bytes, record)
-            .map_err(|e| StageError::msg(format!("sample `{}`: {e}", s.id)))?;
-        lines.push(
-            serde_json::json!({
-                "filename": s.id,
-                "tag": record.tag.tag(),
-                "metadata": record.to_json(),
-                "correct": verdict.correct,
-                "reason": verdict.reason,
-            })
-            .to_string(),
-        );
-        judged.push((s.prompt_id, record.clone(), verdict.correct));
-    }
+) -> Result<Evaluation, EvalError> {
     if judged.is_empty() {
-        return Err(StageError::msg("no samples to judge"));
+        return Err(EvalError::Empty);
     }
-    let summary = Summary::new(judged.iter().map(|(_, r, ok)| (r, *ok)));
-    let mut by_task: BTreeMap<&'static str, BTreeMap<&str, (usize, usize)>> = BTreeMap::new();
-    for (prompt, record, ok) in &judged {
-        let e = by_task
-            .entry(record.tag.tag())
+    let lines = judged
+        .iter()
+        .map(|j| {
+            json!({
+                "filename": j.sample_id,
+                "tag": j.record.tag.tag(),
+                "metadata": j.record.to_json(),
+                "correct": j.correct,
+                "reason": j.reason,
+            })
+            .to_string()
+        })
+        .collect();
+    let summary = Summary::new(judged.iter().map(|j| (&j.record, j.correct)));
+    let mut by_prompt: BTreeMap<&'static str, BTreeMap<String, (usize, usize)>> = BTreeMap::new();
+    for j in judged.iter().filter(|j| j.record.tag != Task::Scene) {
+        let e = by_prompt
+            .entry(j.record.tag.tag())
             .or_default()
-            .entry(prompt)
+            .entry(j.prompt_id.clone())
             .or_default();
-        e.0 += usize::from(*ok);
+        e.0 += usize::from(j.correct);
         e.1 += 1;
     }
-    let prompts: Vec<TaskPrompts> = by_task
-        .values()
-        .map(|m| m.values().copied().collect())
-        .collect();
-    let (overall, lo, hi) = overall_interval(&prompts, bootstrap_rounds, 0.95, seed);
     let tasks = Task::GENEVAL
         .iter()
         .filter_map(|t| {
             let score = summary.task(*t)?;
             Some((
                 t.tag(),
-                (score, by_task.get(t.tag()).map_or(0, BTreeMap::len)),
+                (score, by_prompt.get(t.tag()).map_or(0, BTreeMap::len)),
             ))
         })
         .collect();
-    Ok(Evaluation {
+    let mut e = Evaluation {
         lines,
+        overall: summary.overall(),
         summary,
-        overall,
-        interval: (lo, hi),
+        interval: (0.0, 0.0),
         tasks,
-    })
+        by_prompt,
+    };
+    let (_, lo, hi) = overall_interval(&e.task_prompts(), bootstrap_rounds, 0.95, seed);
+    e.interval = (lo, hi);
+    Ok(e)
+}
+
+/// Judge every sample (encoded image rows) against its prompt's record.
+pub fn evaluate(
+    samples: impl IntoIterator<Item = EvalSample>,
+    records: &HashMap<String, Metadata>,
+    bootstrap_rounds: usize,
+    seed: u64,
+) -> Result<Evaluation, EvalError> {
+    let shapes = Judge::new(JudgeOptions::default());
+    let mut judged = Vec::new();
+    for s in samples {
+        let record = records
+            .get(&s.prompt_id)
+            .ok_or_else(|| EvalError::UnknownPrompt {
+                sample: s.id.clone(),
+                prompt: s.prompt_id.clone(),
+            })?;
+        let bytes = s
+            .image
+            .bytes
+            .as_deref()
+            .ok_or_else(|| EvalError::NoImage(s.id.clone()))?;
+        let image = image::load_from_memory(bytes)
+            .map_err(|e| EvalError::BadImage {
+                sample: s.id.clone(),
+                message: e.to_string(),
+            })?
+            .to_rgb8();
+        judged.push(judge(&shapes, s.id, s.prompt_id, &image, record));
+    }
+    summarize(&judged, bootstrap_rounds, seed)
 }
 
 impl Stage for ShapesGenEval {
@@ -153,38 +264,22 @@ impl Stage for ShapesGenEval {
         let samples = ctx.input("samples")?.clone();
         let prompts = ctx.input("prompts")?.clone();
         tokio::task::spawn_blocking(move || {
-            let mut records = HashMap::new();
+            let mut prompt_rows = Vec::new();
             for rows in TableReader::open(&prompts.dir)?.rows::<RlPrompt>()? {
-                for p in rows? {
-                    let text = p.metadata.as_deref().ok_or_else(|| {
-                        StageError::msg(format!("prompt `{}` has no metadata record", p.id))
-                    })?;
-                    let record = Metadata::from_json(text)
-                        .map_err(|e| StageError::msg(format!("prompt `{}`: {e}", p.id)))?;
-                    records.insert(p.id, record);
-                }
+                prompt_rows.extend(rows?);
             }
+            let records = records(prompt_rows).map_err(StageError::from)?;
             let reader = TableReader::open(&samples.dir)?;
             let mut rows = Vec::new();
             for batch in reader.rows::<EvalSample>()? {
                 ctx.check_cancelled()?;
                 rows.extend(batch?);
             }
-            let Evaluation { lines, summary, overall, interval: (lo, hi), tasks } =
-                evaluate(rows, &records, config.bootstrap_rounds, config.seed)?;
-            let per_task: serde_json::Map<String, serde_json::Value> = tasks
-                .iter()
-                .map(|(tag, (score, prompts))| (tag.to_string(), serde_json::json!({"score": score, "prompts": prompts})))
-                .collect();
-            let scores = serde_json::json!({
-                "overall": overall,
-                "overall_ci95": [lo, hi],
-                "tasks": per_task,
-                "images": summary.images,
-                "prompts": summary.prompts,
-                "correct_images": summary.correct_images,
-                "judge": "exact shapes judge (colour segmentation + geometry, GenEval rules)",
-            });
+            let e = evaluate(rows, &records, config.bootstrap_rounds, config.seed)
+                .map_err(StageError::from)?;
+            let (overall, (lo, hi), summary, lines) = (e.overall, e.interval, &e.summary, &e.lines);
+            let mut scores = e.scores();
+            scores["judge"] = json!("exact shapes judge (colour segmentation + geometry, GenEval rules)");
             let mut results = lines.join("\n");
             results.push('\n');
             std::fs::write(ctx.out_dir.join("results.jsonl"), results)?;

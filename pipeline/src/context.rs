@@ -133,6 +133,13 @@ impl StageContext {
         Ok(self.store.memo(namespace)?)
     }
 
+    /// The training checkpoints of this node run (its run key), which a later run of
+    /// the same node resumes from; the engine removes them once the artifact is
+    /// published.
+    pub fn checkpoints(&self) -> crate::store::Checkpoints {
+        self.store.checkpoints(&self.run_key)
+    }
+
     /// Add `n` to the node counter `name` (shown by `status`, kept in the lineage).
     pub fn count(&self, name: &str, n: u64) {
         *self

@@ -594,6 +594,8 @@ async fn execute(
             digest: manifest.digest,
             lineage,
         })?;
+        // Done: its checkpoints are of no more use.
+        store.checkpoints(&run_key).clear()?;
         Ok(manifest)
     })
     .await

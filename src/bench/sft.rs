@@ -12,12 +12,14 @@
 use anyhow::{Result, bail};
 use std::process::ExitCode;
 use std::time::Instant;
+use train::core::batch::{Batch, Kind, Sequence, Weights};
+use train::core::optim::AdamWConfig;
+use train::core::params::Params;
+use train::core::stepper::Stepper;
 use train::janus::config::{JanusConfig, LlamaConfig};
 use train::janus::load::{DeviceChoice, dtype_for};
-use train::sft::data::{Batch, Kind, Sequence, Weights, draw};
-use train::sft::optim::AdamWConfig;
-use train::sft::params::Params;
-use train::sft::trainer::Stepper;
+use train::sft::data::draw;
+use train::sft::loss::loss as sft_loss;
 
 #[derive(clap::Args)]
 pub struct SftBenchArgs {
@@ -146,16 +148,21 @@ pub fn run(args: SftBenchArgs) -> Result<ExitCode> {
         begin_of_image: 0.0,
     };
     let batch = Batch::new(&rows, 0, weights, &device)?;
+    let mut loss = 0.0;
+    let mut step = |stepper: &mut Stepper| {
+        stepper.update(std::slice::from_ref(&batch), 1e-5, 1.0, |model, batch| {
+            let l = sft_loss(model, batch, 1.0)?;
+            loss = l.loss.to_scalar::<f32>()? as f64;
+            Ok(l.loss)
+        })
+    };
     for _ in 0..args.warmup {
-        stepper.update(std::slice::from_ref(&batch), 1e-5, 1.0)?;
+        step(&mut stepper)?;
     }
     device.synchronize()?;
     let start = Instant::now();
-    let mut loss = 0.0;
     for _ in 0..args.steps {
-        loss = stepper
-            .update(std::slice::from_ref(&batch), 1e-5, 1.0)?
-            .loss;
+        step(&mut stepper)?;
     }
     device.synchronize()?;
     let step_s = start.elapsed().as_secs_f64() / args.steps.max(1) as f64;

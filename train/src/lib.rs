@@ -1,7 +1,9 @@
-//! Models and training: the patch VQ of the shapes world now; Janus-Pro and VQ-16 in
-//! candle, generation, SFT, GRPO, rewards, the optimiser and checkpoints as they land;
-//! and the stages that use a model.
+//! Models and training: Janus-Pro and VQ-16 in candle, the shapes world's patch VQ,
+//! generation; one training core ([`core`]) that SFT ([`sft`]) and GRPO share; the
+//! held-out evaluation during training ([`held_out`]); and the stages that use a model.
 
+pub mod core;
+pub mod held_out;
 pub mod init;
 pub mod janus;
 pub mod patch_vq;

@@ -14,9 +14,10 @@ use schemas::eval_sample::EvalSample;
 use schemas::rl_prompt::RlPrompt;
 use std::path::Path;
 use std::sync::Arc;
+use train::janus::draw::{GenerateConfig, SamplingConfig};
 use train::janus::load::DeviceChoice;
 use train::patch_vq::{PatchVq, PatchVqConfig, TrainOptions};
-use train::stages::generate::{GenerateConfig, Job, ModelInput, SamplingConfig, write_generations};
+use train::stages::generate::{Job, ModelInput, write_generations};
 
 fn prompts(dir: &Path) {
     let rows: Vec<RlPrompt> = ["a red cube", "two green stars above a blue circle"]

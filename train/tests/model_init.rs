@@ -10,9 +10,10 @@ use schemas::rl_prompt::RlPrompt;
 use std::path::Path;
 use std::sync::Arc;
 use train::init::{text, write_model};
+use train::janus::draw::GenerateConfig;
 use train::janus::load::{DeviceChoice, load};
 use train::patch_vq::{PatchVq, PatchVqConfig, TrainOptions};
-use train::stages::generate::{GenerateConfig, Job, ModelInput, write_generations};
+use train::stages::generate::{Job, ModelInput, write_generations};
 use train::stages::init::Preset;
 
 fn prompts(dir: &Path, texts: &[&str]) {

@@ -6,12 +6,14 @@ use candle_core::{DType, Device, IndexOp, Tensor};
 use schemas::AugmentedPrompts;
 use schemas::sft_sample::SftSample;
 use std::path::{Path, PathBuf};
+use train::core::batch::{Batch, Kind, Weights};
+use train::core::harness::Trainer as _;
+use train::core::params::Params;
 use train::janus::load::load;
 use train::janus::text::TextTokenizer;
 use train::janus::{JanusConfig, Ops, Padding};
-use train::sft::data::{Batch, Builder, Example, Kind, Weights};
+use train::sft::data::{Builder, Example};
 use train::sft::loss::loss;
-use train::sft::params::Params;
 use train::sft::trainer::examples;
 use train::sft::{SftConfig, Trainer, Unconditional};
 
@@ -347,10 +349,15 @@ fn resume_matches(length_group: usize, at: usize) {
     for _ in 0..at {
         first.train_step().unwrap();
     }
-    let blob = first.checkpoint().unwrap();
+    let checkpoint = tempfile::tempdir().unwrap();
+    first
+        .stepper()
+        .save_checkpoint(checkpoint.path(), &first.progress())
+        .unwrap();
     drop(first);
     let mut resumed = trainer(dir.path(), config, 5);
-    resumed.restore(&blob).unwrap();
+    let progress = resumed.stepper_mut().restore(checkpoint.path()).unwrap();
+    resumed.resume(progress).unwrap();
     assert_eq!(resumed.step(), at);
     let after: Vec<f64> = (at..6)
         .map(|_| resumed.train_step().unwrap().loss)

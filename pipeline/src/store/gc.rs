@@ -66,6 +66,14 @@ impl Store {
             let size = disk_usage(&p);
             report.tmp.push((p, size));
         }
+        // Checkpoints of runs whose artifact is published are left over.
+        let done: BTreeSet<Digest> = self.keys()?.into_iter().map(|(k, _)| k).collect();
+        for (key, p) in self.checkpointed()? {
+            if done.contains(&key) {
+                let size = disk_usage(&p);
+                report.tmp.push((p, size));
+            }
+        }
         let lock_files = read_dir_sorted(&self.path("locks"))?;
         report.lock_files = lock_files.len();
 

@@ -10,6 +10,7 @@
 //!   memo/memo.sqlite    item-level memo (see `crate::memo`)
 //!   runs/<run id>/      events.jsonl and logs of one run
 //!   locks/<run key>.lock  held while a node is computed, so two runs never race on it
+//!   checkpoints/<run key>/  training checkpoints of a node run in progress
 //!   tmp/<run id>/       work in progress; published by rename, never read by others
 //! ```
 //!
@@ -17,6 +18,7 @@
 //! an atomic rename only when complete, so no reader ever sees half an artifact.
 //! Nothing here knows what a table or a model is.
 
+mod checkpoints;
 mod files;
 mod gc;
 mod lock;
@@ -25,6 +27,7 @@ mod objects;
 mod refs;
 mod verify;
 
+pub use checkpoints::Checkpoints;
 pub use files::FileHasher;
 pub use gc::{GcOptions, GcReport};
 pub use lock::{NodeLock, StoreLock, TmpLease};
@@ -108,7 +111,16 @@ impl Store {
     pub fn open(root: &Path) -> Result<Store> {
         // Absolute, so that paths handed to programs stay valid in any working folder.
         let root = &std::path::absolute(root).at(root)?;
-        for dir in ["objects", "keys", "refs", "memo", "runs", "locks", "tmp"] {
+        for dir in [
+            "objects",
+            "keys",
+            "refs",
+            "memo",
+            "runs",
+            "locks",
+            "tmp",
+            "checkpoints",
+        ] {
             let p = root.join(dir);
             std::fs::create_dir_all(&p).at(&p)?;
         }

@@ -8,10 +8,8 @@ pub mod weights;
 
 use crate::janus::JanusConfig;
 use crate::janus::error::{JanusError, Result};
+use crate::janus::load::write_folder;
 use std::path::Path;
-
-/// Weights file of a model folder written here.
-pub const WEIGHTS_FILE: &str = "model.safetensors";
 
 /// Write a model folder: `config` with the text vocabulary set to the tokenizer's,
 /// random weights of standard deviation `std` from `seed`, and the tokenizer.
@@ -28,19 +26,21 @@ pub fn write_model(
         .check()
         .map_err(|m| JanusError::config(&dir.join("config.json"), m))?;
     let tensors = weights::random(&config, std, seed)?;
-    let path = dir.join(WEIGHTS_FILE);
-    candle_core::safetensors::save(&tensors, &path)
-        .map_err(|e| JanusError::checkpoint(&path, e))?;
-    let path = dir.join("config.json");
-    let json = serde_json::to_vec_pretty(&config.to_json())
-        .map_err(|e| JanusError::config(&path, e.to_string()))?;
-    std::fs::write(&path, json).map_err(|e| JanusError::io(&path, e))?;
-    let path = dir.join("tokenizer.json");
-    tokenizer
-        .save(&path, false)
-        .map_err(|e| JanusError::Tokenizer {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+    write_folder(
+        dir,
+        &config,
+        |path| {
+            candle_core::safetensors::save(&tensors, path)
+                .map_err(|e| JanusError::checkpoint(path, e))
+        },
+        |path| {
+            tokenizer
+                .save(path, false)
+                .map_err(|e| JanusError::Tokenizer {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })
+        },
+    )?;
     Ok(config)
 }

@@ -26,7 +26,8 @@ use std::sync::{Arc, Mutex};
 
 /// Index files and their weight files, in the order they are looked for.
 const SAFETENSORS_INDEX: &str = "model.safetensors.index.json";
-const SAFETENSORS_SINGLE: &str = "model.safetensors";
+/// The weights file of a single-file folder (the one we write).
+pub const SAFETENSORS_SINGLE: &str = "model.safetensors";
 const BIN_INDEX: &str = "pytorch_model.bin.index.json";
 const BIN_SINGLE: &str = "pytorch_model.bin";
 

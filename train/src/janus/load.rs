@@ -1,11 +1,12 @@
 //! A Janus-Pro model folder as released or as we write it: `config.json` (either
 //! layout), the weights ([`super::checkpoint`]) and `tokenizer.json`. Loads the model
-//! and its text tokenizer, and on request its VQ-16 from the same weights.
+//! and its text tokenizer, and on request its VQ-16 from the same weights; writes a
+//! folder ([`write_folder`]).
 //!
 //! Weights take the device's dtype: F32 on the CPU (candle's CPU kernels are slow or
 //! missing in BF16), BF16 on a GPU.
 
-use super::checkpoint::Checkpoint;
+use super::checkpoint::{Checkpoint, SAFETENSORS_SINGLE};
 use super::config::JanusConfig;
 use super::error::{JanusError, Result};
 use super::model::Janus;
@@ -14,6 +15,24 @@ use super::vq16::{CHECKPOINT_PREFIX, Vq16};
 use candle_core::{DType, Device};
 use std::path::Path;
 use std::sync::Arc;
+
+/// Write a model folder `dir`: `config.json` from `config`, the weights through
+/// `weights` (given the path of `model.safetensors`), the text tokenizer through
+/// `tokenizer` (given the path of `tokenizer.json`).
+pub fn write_folder(
+    dir: &Path,
+    config: &JanusConfig,
+    weights: impl FnOnce(&Path) -> Result<()>,
+    tokenizer: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| JanusError::io(dir, e))?;
+    let path = dir.join("config.json");
+    let json = serde_json::to_vec_pretty(&config.to_json())
+        .map_err(|e| JanusError::config(&path, e.to_string()))?;
+    std::fs::write(&path, json).map_err(|e| JanusError::io(&path, e))?;
+    weights(&dir.join(SAFETENSORS_SINGLE))?;
+    tokenizer(&dir.join("tokenizer.json"))
+}
 
 /// The dtype models run in on `device`.
 pub fn dtype_for(device: &Device) -> DType {

@@ -30,6 +30,7 @@
 //! `model.safetensors` with the `gen_vision_model.*` tensors (other tensors, such as
 //! the rest of a Janus-Pro checkpoint, are ignored).
 
+use super::checkpoint::SAFETENSORS_SINGLE;
 use crate::tokenizer::ImageTokenizer;
 use candle_core::{D, DType, Device, Module, Result, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, VarBuilder};
@@ -41,9 +42,7 @@ use std::path::Path;
 /// GroupNorm's group count throughout the model.
 const GROUPS: usize = 32;
 const NORM_EPS: f64 = 1e-6;
-/// The weights file of a VQ-16 model folder.
-pub const WEIGHTS_FILE: &str = "model.safetensors";
-/// Where the VQ's tensors live in a Janus-Pro checkpoint (and in [`WEIGHTS_FILE`]).
+/// Where the VQ's tensors live in a Janus-Pro checkpoint (and in [`SAFETENSORS_SINGLE`]).
 pub const CHECKPOINT_PREFIX: &str = "gen_vision_model";
 
 /// The sizes of a VQ-16 model; [`Default`] is Janus-Pro's VQ-16.
@@ -517,7 +516,7 @@ impl Vq16 {
         })
     }
 
-    /// Load a VQ-16 model folder (`tokenizer.json` and [`WEIGHTS_FILE`], memory-mapped)
+    /// Load a VQ-16 model folder (`tokenizer.json` and [`SAFETENSORS_SINGLE`], memory-mapped)
     /// onto `device`: F32 on CPU, BF16 on a GPU.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         Self::load_as(dir, device, crate::janus::load::dtype_for(device))
@@ -545,7 +544,7 @@ impl Vq16 {
             None => Vq16Config::default(),
         };
         config.check().map_err(|e| in_file(&json_path, &e))?;
-        let weights = dir.join(WEIGHTS_FILE);
+        let weights = dir.join(SAFETENSORS_SINGLE);
         // SAFETY: the weights file is mapped read-only and must not be modified while
         // the model is loaded (the store's artifacts are immutable).
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], dtype, device) }

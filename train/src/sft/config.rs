@@ -3,8 +3,8 @@
 //! 0.95), weight decay 0.01, clip 1.0, 5 % linear warm-up then cosine to 0, loss
 //! weights text 2 / image 1 / `<begin_of_image>` 0, CFG dropout 0.1, 1280 tokens.
 
+use crate::janus::draw::GenerateConfig;
 use crate::janus::load::DeviceChoice;
-use crate::stages::generate::GenerateConfig;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,4 @@
-//! SFT samples as token sequences, their order, and micro-batches.
+//! SFT samples as token sequences ([`crate::core::batch`]), and their order.
 //!
 //! A sequence (paper.md §2.2) is `[BOS] "<|User|>: {prompt}. Output a richly detailed
 //! prompt:\n\n<|Assistant|>:" {rationale} <begin_of_image> {codes} <end_of_image> [EOS]`:
@@ -23,19 +23,15 @@
 //! still exactly `batch × accum` drawn samples.
 
 use super::config::Unconditional;
-use crate::janus::cache::Padding;
+use crate::core::batch::{Kind, Sequence, buckets};
 use crate::janus::error::Result;
 use crate::janus::text::TextTokenizer;
-use candle_core::{Device, Tensor};
 use pipeline::Digest;
 use schemas::AugmentedPrompts;
 
 /// A uniform 64-bit draw determined by `parts`.
 pub fn draw(parts: &impl serde::Serialize) -> u64 {
-    let d = Digest::of_json(parts);
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&d.as_bytes()[..8]);
-    u64::from_le_bytes(bytes)
+    Digest::of_json(parts).seed()
 }
 
 /// Uniform in `0..n` from a 64-bit draw (`n > 0`).
@@ -135,23 +131,6 @@ fn clean(text: &str) -> String {
         .unwrap_or(text)
         .trim_end()
         .to_string()
-}
-
-/// What a label (the token at j + 1 predicted at j) is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Text,
-    Image,
-    BeginOfImage,
-}
-
-/// One training sequence: ids (text ids, or codes where `is_image`) and the kind of
-/// each label in the loss (`labels[j]` is about `ids[j + 1]`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Sequence {
-    pub ids: Vec<u32>,
-    pub is_image: Vec<bool>,
-    pub labels: Vec<Option<Kind>>,
 }
 
 /// Builds sequences (see the module documentation).
@@ -289,91 +268,6 @@ impl Draws {
     }
 }
 
-/// Label positions (flat over the batch), their targets and weights, of one head.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Targets {
-    pub positions: Vec<u32>,
-    pub targets: Vec<u32>,
-    pub weights: Vec<f32>,
-}
-
-/// A right-padded micro-batch with its loss targets.
-pub struct Batch {
-    pub ids: Tensor,
-    pub is_image: Tensor,
-    pub padding: Padding,
-    /// Labels of the text head (`lm_head`) and of the image head (`gen_head`), weight-0
-    /// labels left out.
-    pub text: Targets,
-    pub image: Targets,
-    /// Labels in the loss, weight 0 included (the loss's denominator).
-    pub counted: usize,
-    /// Tokens (not padding) and positions (rows × width).
-    pub tokens: usize,
-    pub positions: usize,
-}
-
-/// Loss weight of each kind of label.
-#[derive(Clone, Copy, Debug)]
-pub struct Weights {
-    pub text: f32,
-    pub image: f32,
-    pub begin_of_image: f32,
-}
-
-impl Batch {
-    /// `rows` right-padded with `pad`.
-    pub fn new(rows: &[Sequence], pad: u32, weights: Weights, device: &Device) -> Result<Batch> {
-        let width = rows.iter().map(|r| r.ids.len()).max().unwrap_or(0);
-        let mut ids = Vec::with_capacity(rows.len() * width);
-        let mut image = Vec::with_capacity(rows.len() * width);
-        let (mut text, mut codes) = (Targets::default(), Targets::default());
-        let mut counted = 0;
-        for (r, row) in rows.iter().enumerate() {
-            ids.extend_from_slice(&row.ids);
-            ids.extend(std::iter::repeat_n(pad, width - row.ids.len()));
-            image.extend(row.is_image.iter().map(|&b| u8::from(b)));
-            image.extend(std::iter::repeat_n(0u8, width - row.ids.len()));
-            for (j, label) in row.labels.iter().enumerate() {
-                let Some(kind) = label else { continue };
-                counted += 1;
-                let (targets, weight) = match kind {
-                    Kind::Text => (&mut text, weights.text),
-                    Kind::Image => (&mut codes, weights.image),
-                    Kind::BeginOfImage => (&mut text, weights.begin_of_image),
-                };
-                if weight != 0.0 {
-                    targets.positions.push((r * width + j) as u32);
-                    targets.targets.push(row.ids[j + 1]);
-                    targets.weights.push(weight);
-                }
-            }
-        }
-        let lengths: Vec<usize> = rows.iter().map(|r| r.ids.len()).collect();
-        Ok(Batch {
-            ids: Tensor::from_vec(ids, (rows.len(), width), device)?,
-            is_image: Tensor::from_vec(image, (rows.len(), width), device)?,
-            padding: Padding::right(&lengths, width),
-            text,
-            image: codes,
-            counted,
-            tokens: lengths.iter().sum(),
-            positions: rows.len() * width,
-        })
-    }
-}
-
-/// `rows` cut into micro-batches of `size` after sorting by length (longest first).
-pub fn buckets(mut rows: Vec<Sequence>, size: usize) -> Vec<Vec<Sequence>> {
-    rows.sort_by_key(|r| std::cmp::Reverse(r.ids.len()));
-    let mut out = Vec::new();
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        out.push(rows.by_ref().take(size).collect());
-    }
-    out
-}
-
 /// The sequences of several steps cut into steps of `per_step` after sorting by length,
 /// the steps then in an order drawn from `key`: each step is still `per_step` drawn
 /// sequences, now of similar lengths, so its micro-batches carry little padding (the
@@ -396,6 +290,7 @@ pub fn group_by_length(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::batch::tests::seq;
 
     fn prompts() -> AugmentedPrompts {
         AugmentedPrompts {
@@ -454,15 +349,6 @@ mod tests {
         assert_eq!(b.next_sample(), (second[2], 1));
     }
 
-    /// A text sequence of `n` tokens, no labels.
-    fn seq(n: usize) -> Sequence {
-        Sequence {
-            ids: vec![1; n],
-            is_image: vec![false; n],
-            labels: vec![None; n - 1],
-        }
-    }
-
     #[test]
     fn length_groups_are_whole_steps_of_similar_lengths_in_a_seeded_order() {
         let lengths = [7, 30, 12, 5, 28, 9, 15, 22, 3, 18, 26, 11];
@@ -501,15 +387,5 @@ mod tests {
             (2..20).any(|k| order(k) != order(1)),
             "the key changes the step order"
         );
-    }
-
-    #[test]
-    fn buckets_group_similar_lengths() {
-        let rows = vec![seq(3), seq(10), seq(4), seq(9)];
-        let lens: Vec<Vec<usize>> = buckets(rows, 2)
-            .iter()
-            .map(|b| b.iter().map(|r| r.ids.len()).collect())
-            .collect();
-        assert_eq!(lens, vec![vec![10, 9], vec![4, 3]]);
     }
 }

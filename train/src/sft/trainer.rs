@@ -1,27 +1,25 @@
-//! The training loop of one SFT run: draw the samples of a length group of steps,
-//! build their sequences, group them by length into steps and cut each step into
-//! length-bucketed micro-batches ([`Trainer`]); accumulate the gradients
-//! of each micro-batch's loss (scaled by 1 / micro-batches, as ReasonGen-R1), clip the
-//! global norm, and take one AdamW step at the schedule's learning rate ([`Stepper`],
-//! which the benchmark drives with synthetic batches).
+//! One SFT run: draw the samples of a length group of steps, build their sequences,
+//! group them by length into steps and cut each step into length-bucketed
+//! micro-batches; each micro-batch's loss is scaled by 1 / micro-batches (as
+//! ReasonGen-R1) and the step taken by the training core's
+//! [`Stepper`](crate::core::stepper::Stepper) at the schedule's learning rate.
 
 use super::config::SftConfig;
-use super::data::{
-    Batch, Builder, Draws, Example, Order, Position, Sequence, Weights, buckets, group_by_length,
-};
+use super::data::{Builder, Draws, Example, Order, Position, group_by_length};
 use super::loss::loss;
-use super::optim::{AdamW, AdamWConfig, clip, learning_rate};
-use super::params::Params;
-use super::state::{self, Progress};
+use crate::core::batch::{Batch, Sequence, Weights, buckets};
+use crate::core::harness;
+use crate::core::optim::{AdamWConfig, learning_rate};
+use crate::core::params::Params;
+use crate::core::report::Plot;
+use crate::core::stepper::Stepper;
 use crate::janus::config::JanusConfig;
 use crate::janus::error::{JanusError, Result};
-use crate::janus::model::Janus;
 use crate::janus::text::TextTokenizer;
-use candle_core::{DType, Device, Tensor};
+use candle_core::DType;
 use schemas::sft_sample::SftSample;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
-use std::path::Path;
 use std::time::Instant;
 
 /// What one optimiser step did.
@@ -101,113 +99,41 @@ pub fn examples(
     Ok((out, skipped))
 }
 
-/// What one optimiser step did, before the bookkeeping.
-pub struct Update {
-    /// The weighted loss that was minimised.
-    pub loss: f64,
-    pub text_sum: f64,
-    pub text_labels: usize,
-    pub image_sum: f64,
-    pub image_labels: usize,
-    /// Global gradient norm before clipping.
-    pub grad_norm: f64,
-    pub tokens: usize,
-    pub positions: usize,
-}
+/// The curves of an SFT run.
+pub const PLOTS: &[Plot<StepMetrics>] = &[
+    Plot {
+        file: "loss.png",
+        title: "SFT loss",
+        y: "loss",
+        series: &[
+            ("weighted loss", |m| Some(m.loss)),
+            ("text CE", |m| m.text_loss),
+            ("image CE", |m| m.image_loss),
+        ],
+    },
+    Plot {
+        file: "lr.png",
+        title: "Learning rate",
+        y: "lr",
+        series: &[("lr", |m| Some(m.lr))],
+    },
+    Plot {
+        file: "grad_norm.png",
+        title: "Gradient norm (before clipping)",
+        y: "norm",
+        series: &[("grad norm", |m| Some(m.grad_norm))],
+    },
+];
 
-/// The model's parameters and their optimiser: one step on given micro-batches.
-pub struct Stepper {
-    model_config: JanusConfig,
-    pub(crate) params: Params,
-    decays: Vec<bool>,
-    pub(crate) optimizer: AdamW,
-    dtype: DType,
-    /// The FP32 model sees the updates in place and is built once; a BF16 one is
-    /// rebuilt after each update.
-    model: Option<Janus>,
-}
-
-impl Stepper {
-    /// Zero optimiser state over `params`; the computation is in `dtype`.
-    pub fn new(
-        model_config: JanusConfig,
-        params: Params,
-        adamw: AdamWConfig,
-        dtype: DType,
-    ) -> Result<Stepper> {
-        let optimizer = AdamW::new(adamw, &params.vars)?;
-        let decays = (0..params.vars.len()).map(|i| params.decays(i)).collect();
-        Ok(Stepper {
-            model_config,
-            params,
-            decays,
-            optimizer,
-            dtype,
-            model: None,
-        })
-    }
-
-    pub fn params(&self) -> &Params {
-        &self.params
-    }
-
-    pub fn device(&self) -> Device {
-        self.params
-            .vars
-            .first()
-            .map_or(Device::Cpu, |v| v.device().clone())
-    }
-
-    fn model(&mut self) -> Result<&Janus> {
-        if self.model.is_none() {
-            self.model = Some(self.params.model(&self.model_config, self.dtype)?);
-        }
-        Ok(self.model.as_ref().expect("built above"))
-    }
-
-    /// Accumulate the gradients of every micro-batch's loss (each scaled by
-    /// 1 / micro-batches), clip their global norm to `clip_norm` and update at `lr`.
-    pub fn update(&mut self, batches: &[Batch], lr: f64, clip_norm: f64) -> Result<Update> {
-        let scale = 1.0 / batches.len().max(1) as f64;
-        let mut grads: Vec<Option<Tensor>> = vec![None; self.params.vars.len()];
-        let mut out = Update {
-            loss: 0.0,
-            text_sum: 0.0,
-            text_labels: 0,
-            image_sum: 0.0,
-            image_labels: 0,
-            grad_norm: 0.0,
-            tokens: 0,
-            positions: 0,
-        };
-        for batch in batches {
-            let parts = loss(self.model()?, batch, scale)?;
-            out.loss += parts.loss.to_scalar::<f32>()? as f64;
-            out.tokens += batch.tokens;
-            out.positions += batch.positions;
-            out.text_sum += parts.text_sum;
-            out.text_labels += parts.text_labels;
-            out.image_sum += parts.image_sum;
-            out.image_labels += parts.image_labels;
-            let store = parts.loss.backward()?;
-            for (slot, var) in grads.iter_mut().zip(&self.params.vars) {
-                if let Some(g) = store.get(var.as_tensor()) {
-                    let g = g.to_dtype(DType::F32)?;
-                    *slot = Some(match slot.take() {
-                        Some(sum) => (sum + g)?,
-                        None => g,
-                    });
-                }
-            }
-        }
-        out.grad_norm = clip(&mut grads, clip_norm)?;
-        self.optimizer
-            .update(&self.params.vars, &grads, &self.decays, lr)?;
-        if self.dtype != DType::F32 {
-            self.model = None;
-        }
-        Ok(out)
-    }
+/// What a checkpoint keeps of an SFT run beside the weights and the optimiser.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Optimiser steps done.
+    pub step: usize,
+    /// Where the data stream is drawn from next; mid length group, where that group was
+    /// drawn from (it is drawn again and its taken steps skipped).
+    pub position: Position,
+    pub metrics: Vec<StepMetrics>,
 }
 
 /// One SFT run in progress.
@@ -272,11 +198,16 @@ impl Trainer {
     }
 
     pub fn params(&self) -> &Params {
-        &self.stepper.params
+        self.stepper.params()
     }
 
     pub fn text(&self) -> &TextTokenizer {
         &self.text
+    }
+
+    /// The model as it stands, and the text tokenizer.
+    pub fn model(&mut self) -> Result<(&crate::janus::model::Janus, &TextTokenizer)> {
+        Ok((self.stepper.model()?, &self.text))
     }
 
     /// The sequences of the next step's samples, from the current length group (a new
@@ -333,67 +264,104 @@ impl Trainer {
             .collect::<Result<Vec<_>>>()?;
         let c = &self.config;
         let lr = learning_rate(self.step, c.steps, c.lr, c.warmup_ratio, c.min_lr_ratio);
-        let u = self.stepper.update(&batches, lr, c.clip_norm)?;
+        let scale = 1.0 / batches.len().max(1) as f64;
+        let (mut total, mut text, mut image) = (0.0, (0.0, 0), (0.0, 0));
+        let grad_norm = self
+            .stepper
+            .update(&batches, lr, c.clip_norm, |model, batch| {
+                let l = loss(model, batch, scale)?;
+                total += l.loss.to_scalar::<f32>()? as f64;
+                text = (text.0 + l.text_sum, text.1 + l.text_labels);
+                image = (image.0 + l.image_sum, image.1 + l.image_labels);
+                Ok(l.loss)
+            })?;
         self.step += 1;
+        if !total.is_finite() {
+            return Err(JanusError::Invalid(format!(
+                "the loss is {total} at step {}",
+                self.step
+            )));
+        }
         let seconds = start.elapsed().as_secs_f64();
-        let mean = |sum: f64, n: usize| (n > 0).then(|| sum / n as f64);
+        let mean = |(sum, n): (f64, usize)| (n > 0).then(|| sum / n as f64);
+        let tokens = batches.iter().map(|b| b.tokens).sum();
         let metrics = StepMetrics {
             step: self.step,
-            loss: u.loss,
-            text_loss: mean(u.text_sum, u.text_labels),
-            image_loss: mean(u.image_sum, u.image_labels),
+            loss: total,
+            text_loss: mean(text),
+            image_loss: mean(image),
             lr,
-            grad_norm: u.grad_norm,
-            tokens: u.tokens,
-            positions: u.positions,
+            grad_norm,
+            tokens,
+            positions: batches.iter().map(|b| b.positions).sum(),
             seconds,
-            tokens_per_s: u.tokens as f64 / seconds.max(1e-9),
+            tokens_per_s: tokens as f64 / seconds.max(1e-9),
         };
         self.metrics.push(metrics.clone());
         Ok(metrics)
     }
 
-    /// A resumable checkpoint of the run as it stands ([`state`]).
-    pub fn checkpoint(&self) -> Result<Vec<u8>> {
-        state::encode(
-            &self.stepper.params,
-            &self.stepper.optimizer,
-            &Progress {
-                step: self.step,
-                // Mid-group, the group is drawn again on restore and its taken steps
-                // skipped.
-                position: if self.pending.is_empty() {
-                    self.order.position().clone()
-                } else {
-                    self.group_start.clone()
-                },
-                metrics: self.metrics.clone(),
-                names: self.stepper.params.names.clone(),
-            },
+    /// Write the model folder (FP32 weights in DeepSeek's layout), with the text
+    /// tokenizer `tokenizer` copied in.
+    pub fn save_model(&self, dir: &std::path::Path, tokenizer: &std::path::Path) -> Result<()> {
+        self.stepper.save_model(dir, tokenizer)
+    }
+}
+
+impl harness::Trainer for Trainer {
+    type Metrics = StepMetrics;
+    type Progress = Progress;
+
+    fn step(&self) -> usize {
+        self.step
+    }
+
+    fn train_step(&mut self) -> Result<StepMetrics> {
+        Trainer::train_step(self)
+    }
+
+    fn log_line(&self, m: &StepMetrics) -> String {
+        let part =
+            |name: &str, v: Option<f64>| v.map_or(String::new(), |v| format!(", {name} {v:.3}"));
+        format!(
+            "step {}/{}: loss {:.4}{}{}, lr {:.2e}, grad norm {:.3}, {:.0} tokens/s, padding {:.1}%",
+            m.step,
+            self.config.steps,
+            m.loss,
+            part("text CE", m.text_loss),
+            part("image CE", m.image_loss),
+            m.lr,
+            m.grad_norm,
+            m.tokens_per_s,
+            100.0 * (1.0 - m.tokens as f64 / m.positions.max(1) as f64)
         )
     }
 
-    /// Continue from a checkpoint of this run.
-    pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
-        let restored = state::decode(bytes, &self.stepper.device())?;
-        if restored.progress.names != self.stepper.params.names {
-            return Err(JanusError::Invalid(
-                "the training checkpoint holds other parameters than the model".into(),
-            ));
+    fn stepper(&self) -> &Stepper {
+        &self.stepper
+    }
+
+    fn stepper_mut(&mut self) -> &mut Stepper {
+        &mut self.stepper
+    }
+
+    fn progress(&self) -> Progress {
+        Progress {
+            step: self.step,
+            // Mid-group, the group is drawn again on restore and its taken steps skipped.
+            position: if self.pending.is_empty() {
+                self.order.position().clone()
+            } else {
+                self.group_start.clone()
+            },
+            metrics: self.metrics.clone(),
         }
-        let s = &mut self.stepper;
-        s.params = restored.params;
-        s.optimizer.m = restored.m;
-        s.optimizer.v = restored.v;
-        s.optimizer.step = restored.optimizer_step;
-        s.model = None;
-        self.step = restored.progress.step;
-        self.metrics = restored.progress.metrics;
-        self.order = Order::new(
-            self.config.seed,
-            self.examples.len(),
-            restored.progress.position,
-        );
+    }
+
+    fn resume(&mut self, progress: Progress) -> Result<()> {
+        self.step = progress.step;
+        self.metrics = progress.metrics;
+        self.order = Order::new(self.config.seed, self.examples.len(), progress.position);
         self.pending.clear();
         let taken = self.step % self.config.length_group;
         if taken > 0 {
@@ -401,28 +369,5 @@ impl Trainer {
             self.pending.drain(..taken);
         }
         Ok(())
-    }
-
-    /// Write the model folder: `config.json`, `model.safetensors` (FP32, DeepSeek's
-    /// layout) and the text tokenizer `tokenizer` copied in.
-    pub fn save_model(&self, dir: &Path, tokenizer: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| JanusError::Io {
-            path: dir.to_path_buf(),
-            source: e,
-        })?;
-        let config = dir.join("config.json");
-        let json = serde_json::to_vec_pretty(&self.stepper.model_config.to_json())
-            .map_err(|e| JanusError::Invalid(e.to_string()))?;
-        std::fs::write(&config, json).map_err(|e| JanusError::Io {
-            path: config.clone(),
-            source: e,
-        })?;
-        std::fs::copy(tokenizer, dir.join("tokenizer.json")).map_err(|e| JanusError::Io {
-            path: tokenizer.to_path_buf(),
-            source: e,
-        })?;
-        self.stepper
-            .params
-            .save(&dir.join("model.safetensors"), DType::F32)
     }
 }

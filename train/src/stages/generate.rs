@@ -9,9 +9,7 @@
 //! is memoised by (model, tokenizer, prompt text, seed, settings), so that adding
 //! prompts generates only the new ones.
 
-use crate::janus::draw::{DrawOptions, Drawer, png};
-use crate::janus::generate::{RationaleOptions, Unconditional};
-use crate::janus::load::DeviceChoice;
+use crate::janus::draw::{Drawer, GenerateConfig, png, sample_seed};
 use crate::janus::sampling::Sampling;
 use datasets::table::{ShardOptions, ShardWriter, TableReader};
 use pipeline::memo::Memo;
@@ -19,7 +17,6 @@ use pipeline::{
     Arity, ArtifactKind, ArtifactType, Digest, InputSpec, Output, OutputDecl, Resources, Stage,
     StageContext, StageError, Tracker,
 };
-use schemars::JsonSchema;
 use schemas::ImageData;
 use schemas::Row;
 use schemas::eval_sample::EvalSample;
@@ -27,155 +24,6 @@ use schemas::rl_prompt::RlPrompt;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
-
-/// How one kind of token is drawn.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SamplingConfig {
-    /// Divides the logits; 0 takes the most likely token.
-    #[serde(default = "one")]
-    pub temperature: f64,
-    /// Keep only the k most likely tokens.
-    #[serde(default)]
-    pub top_k: Option<usize>,
-    /// Keep only the most likely tokens that make up this probability.
-    #[serde(default)]
-    pub top_p: Option<f64>,
-}
-
-impl Default for SamplingConfig {
-    fn default() -> Self {
-        SamplingConfig {
-            temperature: 1.0,
-            top_k: None,
-            top_p: None,
-        }
-    }
-}
-
-impl From<SamplingConfig> for Sampling {
-    fn from(c: SamplingConfig) -> Self {
-        Sampling {
-            temperature: c.temperature,
-            top_k: c.top_k,
-            top_p: c.top_p,
-        }
-    }
-}
-
-/// Config of `model.generate`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GenerateConfig {
-    /// Images per prompt (GenEval: 4).
-    #[serde(default = "one_u32")]
-    pub samples: u32,
-    /// Write a rationale before the image (ReasonGen-R1); false: the image right after
-    /// the prompt (Janus-Pro).
-    #[serde(default = "yes")]
-    pub rationale: bool,
-    /// The prompt's text, `{}` standing for the prompt. Default: ReasonGen-R1's
-    /// `"A photo of {}. Output a richly detailed prompt: "`, or Janus-Pro's
-    /// `"A photo of {}."` without a rationale.
-    #[serde(default)]
-    pub template: Option<String>,
-    /// Rationale tokens at most, the one that ends it included (ReasonGen-R1: 448).
-    #[serde(default = "default_max_rationale")]
-    pub max_rationale_tokens: usize,
-    /// Sampling of the rationale (default: multinomial at temperature 1).
-    #[serde(default)]
-    pub text_sampling: SamplingConfig,
-    /// Sampling of the image codes (default: multinomial at temperature 1).
-    #[serde(default)]
-    pub image_sampling: SamplingConfig,
-    /// Classifier-free guidance weight on the image codes (1: none).
-    #[serde(default = "default_cfg")]
-    pub cfg_weight: f64,
-    /// The unconditional twin under guidance: `pads` (Janus' and ReasonGen-R1's
-    /// evaluation, attended pads) or `masked` (as `model.sft` drops samples by default;
-    /// for a model trained from scratch, which never saw attended pads).
-    #[serde(
-        default = "default_unconditional",
-        skip_serializing_if = "is_default_unconditional"
-    )]
-    pub unconditional: Unconditional,
-    /// Prompts generated together (the model runs twice as many rows with guidance).
-    #[serde(default = "default_batch")]
-    pub batch_size: usize,
-    /// `auto` (a GPU when built with `cuda` and one is present), `cpu` or `cuda`.
-    #[serde(default)]
-    pub device: DeviceChoice,
-    /// The `benchmark` column (default: each prompt's family).
-    #[serde(default)]
-    pub benchmark: Option<String>,
-}
-
-fn one() -> f64 {
-    1.0
-}
-fn one_u32() -> u32 {
-    1
-}
-fn yes() -> bool {
-    true
-}
-fn default_max_rationale() -> usize {
-    448
-}
-fn default_cfg() -> f64 {
-    5.0
-}
-fn default_batch() -> usize {
-    8
-}
-fn default_unconditional() -> Unconditional {
-    Unconditional::Pads
-}
-/// The default is left out of configs, so keys made before the option stay valid.
-fn is_default_unconditional(u: &Unconditional) -> bool {
-    *u == default_unconditional()
-}
-
-impl Default for GenerateConfig {
-    fn default() -> Self {
-        GenerateConfig {
-            samples: 1,
-            rationale: true,
-            template: None,
-            max_rationale_tokens: default_max_rationale(),
-            text_sampling: SamplingConfig::default(),
-            image_sampling: SamplingConfig::default(),
-            cfg_weight: default_cfg(),
-            unconditional: default_unconditional(),
-            batch_size: default_batch(),
-            device: DeviceChoice::Auto,
-            benchmark: None,
-        }
-    }
-}
-
-impl GenerateConfig {
-    /// The generation settings.
-    pub fn draw_options(&self) -> DrawOptions {
-        let template = self.template.clone().unwrap_or_else(|| {
-            if self.rationale {
-                "A photo of {}. Output a richly detailed prompt: ".into()
-            } else {
-                "A photo of {}.".into()
-            }
-        });
-        DrawOptions {
-            template,
-            rationale: self.rationale.then_some(RationaleOptions {
-                sampling: self.text_sampling.into(),
-                max_tokens: self.max_rationale_tokens,
-            }),
-            image: self.image_sampling.into(),
-            cfg_weight: self.cfg_weight,
-            unconditional: self.unconditional,
-        }
-    }
-}
 
 /// A model folder with its identity (an artifact's digest).
 pub struct ModelInput<'a> {
@@ -204,14 +52,6 @@ pub struct Generated {
     pub tokens_generated: u64,
     pub seconds: f64,
     pub tokenizer: String,
-}
-
-/// The seed of one sample of one prompt.
-pub fn sample_seed(seed: u64, prompt_id: &str, sample: u32) -> u64 {
-    let d = Digest::of_json(&(seed, prompt_id, sample));
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&d.as_bytes()[..8]);
-    u64::from_le_bytes(bytes)
 }
 
 #[derive(Serialize)]

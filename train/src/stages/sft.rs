@@ -4,176 +4,35 @@
 //! loads, with `metrics.jsonl`, `eval.jsonl` and `report/*.png` beside it.
 //!
 //! Crash resume: every `checkpoint_every` steps the whole training state (weights,
-//! AdamW moments, step, data position, metrics) goes to the store's memo under the
-//! node's run key; a run of the same node after a crash or kill continues from it and
-//! gives the same model as an uninterrupted run. The record is emptied when the run
-//! completes (the store then has the artifact).
+//! AdamW moments, step, data position, metrics, evaluations) is written as files into
+//! the store's checkpoint folder of the node run ([`crate::core::harness`]); a run of
+//! the same node after a crash or kill continues from it and gives the same model as
+//! an uninterrupted run.
 //!
 //! With `eval_prompts` (an `rl_prompt` table with shapes-GenEval records) and an image
-//! `tokenizer` bound, every `eval.every` steps and after the last the model draws the
-//! first `eval.max_prompts` prompts through `model.generate`'s code and the exact
-//! shapes judge scores them (`eval.shapes_geneval`'s code).
+//! `tokenizer` bound, every `eval.every` steps and after the last the model as it
+//! stands draws the first `eval.max_prompts` prompts and the exact shapes judge scores
+//! them ([`crate::held_out`]).
 
+use crate::core::harness::{Schedule, fit};
+use crate::core::params::Params;
+use crate::core::report::{jsonl, write_curves};
+use crate::held_out::HeldOut;
 use crate::janus::config::JanusConfig;
 use crate::janus::load::dtype_for;
 use crate::janus::text::TextTokenizer;
 use crate::sft::config::SftConfig;
-use crate::sft::params::Params;
-use crate::sft::report::{metrics_jsonl, write_curves};
-use crate::sft::trainer::{StepMetrics, Trainer, examples};
-use crate::stages::generate::{Job, ModelInput, write_generations};
-use datasets::shapes::Metadata;
-use datasets::table::{ShardOptions, ShardWriter, TableReader};
-use pipeline::memo::Memo;
+use crate::sft::trainer::{PLOTS, Trainer, examples};
+use datasets::table::TableReader;
 use pipeline::{
-    Arity, ArtifactKind, ArtifactType, Digest, InputArtifact, InputSpec, Output, OutputDecl,
-    Resources, Stage, StageContext, StageError,
+    Arity, ArtifactKind, ArtifactType, InputSpec, Output, OutputDecl, Resources, Stage,
+    StageContext, StageError,
 };
-use schemas::Row;
-use schemas::eval_sample::EvalSample;
-use schemas::rl_prompt::RlPrompt;
 use schemas::sft_sample::SftSample;
 use serde_json::{Value, json};
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 fn err(e: impl std::fmt::Display) -> StageError {
     StageError::msg(e.to_string())
-}
-
-/// The held-out evaluation of a run.
-struct Evaluator {
-    /// The subset table of prompts drawn.
-    prompts: PathBuf,
-    records: HashMap<String, Metadata>,
-    tokenizer: InputArtifact,
-}
-
-impl Evaluator {
-    /// The first `max` prompts of `input`, written to `dir` as a table.
-    fn new(
-        input: &InputArtifact,
-        tokenizer: InputArtifact,
-        max: usize,
-        dir: &Path,
-    ) -> Result<Evaluator, StageError> {
-        let mut chosen = Vec::new();
-        'read: for rows in TableReader::open(&input.dir)?.rows::<RlPrompt>()? {
-            for p in rows? {
-                if chosen.len() == max {
-                    break 'read;
-                }
-                chosen.push(p);
-            }
-        }
-        if chosen.is_empty() {
-            return Err(StageError::msg(format!(
-                "eval_prompts ({}) has no prompts",
-                input.node
-            )));
-        }
-        let mut records = HashMap::new();
-        for p in &chosen {
-            let text = p.metadata.as_deref().ok_or_else(|| {
-                StageError::msg(format!(
-                    "eval prompt `{}` has no shapes-GenEval metadata record",
-                    p.id
-                ))
-            })?;
-            let record = Metadata::from_json(text)
-                .map_err(|e| StageError::msg(format!("eval prompt `{}`: {e}", p.id)))?;
-            records.insert(p.id.clone(), record);
-        }
-        let prompts = dir.join("eval-prompts");
-        std::fs::create_dir_all(&prompts)?;
-        let mut writer = ShardWriter::new(
-            &prompts,
-            Arc::new(RlPrompt::SCHEMA.arrow_schema()),
-            ShardOptions::default(),
-        );
-        writer.write(&schemas::to_batch(&chosen)?)?;
-        writer.finish()?;
-        Ok(Evaluator {
-            prompts,
-            records,
-            tokenizer,
-        })
-    }
-
-    /// Draw and judge with the model folder `model` (identified by `digest`).
-    fn run(
-        &self,
-        config: &SftConfig,
-        model: &Path,
-        digest: &Digest,
-        out: &Path,
-    ) -> Result<Value, StageError> {
-        let mut generate = config.eval.generate.clone();
-        generate.rationale = config.rationale;
-        generate.device = config.device;
-        std::fs::create_dir_all(out)?;
-        let job = Job {
-            prompts: &self.prompts,
-            model: ModelInput { dir: model, digest },
-            tokenizer: Some(ModelInput {
-                dir: &self.tokenizer.dir,
-                digest: &self.tokenizer.digest,
-            }),
-            seed: config.seed,
-            out_dir: out,
-        };
-        write_generations(&generate, job, None, &())?;
-        let mut rows: Vec<EvalSample> = Vec::new();
-        for batch in TableReader::open(out)?.rows::<EvalSample>()? {
-            rows.extend(batch?);
-        }
-        let e = eval::shapes_geneval::evaluate(rows, &self.records, 1000, config.seed)?;
-        let tasks: serde_json::Map<String, Value> = e
-            .tasks
-            .iter()
-            .map(|(t, (score, n))| (t.to_string(), json!({"score": score, "prompts": n})))
-            .collect();
-        Ok(json!({
-            "overall": e.overall,
-            "overall_ci95": [e.interval.0, e.interval.1],
-            "tasks": tasks,
-            "images": e.summary.images,
-            "prompts": e.summary.prompts,
-        }))
-    }
-}
-
-/// The memo records of a run: its checkpoint and its evaluations so far.
-struct Resume {
-    memo: Memo,
-    checkpoint: Digest,
-    evals: Digest,
-}
-
-impl Resume {
-    fn new(memo: Memo, run_key: &Digest) -> Resume {
-        Resume {
-            memo,
-            checkpoint: Digest::of_json(&("model.sft checkpoint", run_key.to_hex())),
-            evals: Digest::of_json(&("model.sft evals", run_key.to_hex())),
-        }
-    }
-}
-
-fn log_line(m: &StepMetrics, steps: usize) -> String {
-    let part = |name: &str, v: Option<f64>| v.map_or(String::new(), |v| format!(", {name} {v:.3}"));
-    format!(
-        "step {}/{steps}: loss {:.4}{}{}, lr {:.2e}, grad norm {:.3}, {:.0} tokens/s, padding {:.1}%",
-        m.step,
-        m.loss,
-        part("text CE", m.text_loss),
-        part("image CE", m.image_loss),
-        m.lr,
-        m.grad_norm,
-        m.tokens_per_s,
-        100.0 * (1.0 - m.tokens as f64 / m.positions.max(1) as f64)
-    )
 }
 
 /// Train (see the module documentation).
@@ -218,100 +77,41 @@ fn train(config: &SftConfig, ctx: &StageContext) -> Result<Output, StageError> {
         dtype_for(&device),
     )
     .map_err(err)?;
-    let resume = Resume::new(ctx.memo_uncounted("model.sft")?, &ctx.run_key);
-    if let Some(bytes) = resume.memo.get(&resume.checkpoint)?
-        && !bytes.is_empty()
-    {
-        trainer.restore(&bytes).map_err(err)?;
-        ctx.log(format!(
-            "resumed from the checkpoint of step {}",
-            trainer.step()
-        ));
-    }
-    let mut evals: Vec<Value> = resume.memo.get_json(&resume.evals)?.unwrap_or_default();
-    let evaluator = match (
-        ctx.inputs("eval_prompts").first(),
-        ctx.inputs("tokenizer").first(),
-    ) {
-        (Some(prompts), Some(tokenizer)) => Some(Evaluator::new(
-            prompts,
-            tokenizer.clone(),
-            config.eval.max_prompts,
-            &ctx.scratch_dir,
-        )?),
-        _ => None,
+    let held_out = held_out(config, ctx)?;
+    let schedule = Schedule {
+        steps: config.steps,
+        log_every: config.log_every,
+        eval_every: config.eval.every,
+        checkpoint_every: config.checkpoint_every,
     };
-    let evaluate = |trainer: &Trainer| -> Result<Value, StageError> {
-        let Some(evaluator) = &evaluator else {
+    let evals = fit(&mut trainer, schedule, ctx, |trainer| {
+        let Some(held_out) = &held_out else {
             return Ok(Value::Null);
         };
         let step = trainer.step();
-        let dir = ctx.scratch_dir.join(format!("model-{step}"));
-        trainer.save_model(&dir, &tokenizer_path).map_err(err)?;
-        let digest = Digest::of_json(&("model.sft eval", ctx.run_key.to_hex(), step));
-        let out = ctx.scratch_dir.join(format!("eval-{step}"));
-        let mut result = evaluator.run(config, &dir, &digest, &out)?;
+        let (model, text) = trainer.model().map_err(err)?;
+        let e = held_out.run(model, text)?;
+        let mut result = e.scores();
         result["step"] = json!(step);
-        let _ = std::fs::remove_dir_all(&dir);
         ctx.log(format!(
             "step {step}: shapes-GenEval overall {:.3} (95% CI {:.3}–{:.3}) on {} prompts",
-            result["overall"].as_f64().unwrap_or(0.0),
-            result["overall_ci95"][0].as_f64().unwrap_or(0.0),
-            result["overall_ci95"][1].as_f64().unwrap_or(0.0),
-            result["prompts"]
+            e.overall, e.interval.0, e.interval.1, e.summary.prompts
         ));
         Ok(result)
-    };
-    ctx.progress.set_total(config.steps as u64, "steps");
-    ctx.progress.inc(trainer.step() as u64);
-    while trainer.step() < config.steps {
-        ctx.check_cancelled()?;
-        let m = trainer.train_step().map_err(err)?;
-        ctx.progress.inc(1);
-        ctx.count("steps", 1);
-        ctx.count("tokens", m.tokens as u64);
-        if m.step % config.log_every.max(1) == 0 || m.step == 1 || m.step == config.steps {
-            ctx.log(log_line(&m, config.steps));
-            ctx.emit_counters();
-        }
-        if !m.loss.is_finite() {
-            return Err(StageError::msg(format!(
-                "the loss is {} at step {}",
-                m.loss, m.step
-            )));
-        }
-        let last = m.step == config.steps;
-        if config.eval.every > 0 && m.step % config.eval.every == 0 && !last {
-            let result = evaluate(&trainer)?;
-            if !result.is_null() {
-                evals.push(result);
-                resume.memo.put_json(&resume.evals, &evals)?;
-            }
-        }
-        if config.checkpoint_every > 0 && m.step % config.checkpoint_every == 0 && !last {
-            resume
-                .memo
-                .put(&resume.checkpoint, &trainer.checkpoint().map_err(err)?)?;
-        }
-    }
-    let final_eval = evaluate(&trainer)?;
-    if !final_eval.is_null() {
-        evals.push(final_eval.clone());
-    }
+    })?;
     let out = &ctx.out_dir;
     trainer.save_model(out, &tokenizer_path).map_err(err)?;
     let metrics = trainer.metrics();
-    std::fs::write(out.join("metrics.jsonl"), metrics_jsonl(metrics))?;
+    std::fs::write(out.join("metrics.jsonl"), jsonl(metrics))?;
     if !evals.is_empty() {
         let lines: Vec<String> = evals.iter().map(Value::to_string).collect();
         std::fs::write(out.join("eval.jsonl"), lines.join("\n") + "\n")?;
     }
-    write_curves(metrics, &out.join("report")).map_err(StageError::msg)?;
+    write_curves(metrics, |m| m.step, PLOTS, &out.join("report")).map_err(StageError::msg)?;
     let (tokens, positions, seconds) = metrics.iter().fold((0, 0, 0.0), |(t, p, s), m| {
         (t + m.tokens, p + m.positions, s + m.seconds)
     });
     let last = metrics.last();
-    resume.memo.put(&resume.checkpoint, &[])?;
     Ok(Output {
         rows: None,
         schema: None,
@@ -325,9 +125,31 @@ fn train(config: &SftConfig, ctx: &StageContext) -> Result<Output, StageError> {
             "padding_fraction": 1.0 - tokens as f64 / positions.max(1) as f64,
             "skipped_long": skipped,
             "rationale": config.rationale,
-            "eval": final_eval,
+            "eval": evals.last().cloned().unwrap_or(Value::Null),
         }),
     })
+}
+
+/// The held-out evaluation, when `eval_prompts` and an image `tokenizer` are bound.
+fn held_out(config: &SftConfig, ctx: &StageContext) -> Result<Option<HeldOut>, StageError> {
+    let (Some(prompts), Some(tokenizer)) = (
+        ctx.inputs("eval_prompts").first(),
+        ctx.inputs("tokenizer").first(),
+    ) else {
+        return Ok(None);
+    };
+    let mut generate = config.eval.generate.clone();
+    generate.rationale = config.rationale;
+    generate.device = config.device;
+    let images = crate::tokenizer::load(&tokenizer.dir).map_err(StageError::msg)?;
+    let held_out = HeldOut::open(
+        &prompts.dir,
+        config.eval.max_prompts,
+        generate,
+        config.seed,
+        images.into(),
+    )?;
+    Ok(Some(held_out))
 }
 
 pub struct Sft;

@@ -1,0 +1,76 @@
+//! Per-token log-probabilities (and entropies) of a batch's labels: one forward of the
+//! model, each label's logits from the head its next token calls for (`lm_head` for
+//! text, `gen_head` for image codes), log-softmax in FP32 whatever the compute dtype.
+//! SFT weighs them into a cross-entropy; GRPO takes ratios and entropies from them.
+//!
+//! Logits may be clamped (GRPO clamps to ±30 before the log-softmax, as
+//! ReasonGen-R1's actor does; the clamp also zeroes the gradient beyond it). The
+//! entropy of a label's distribution is over its head's vocabulary (the image head's
+//! is the codebook), `−Σ p·log p` from the same clamped log-softmax, differentiable.
+
+use super::batch::{Batch, Targets};
+use crate::janus::error::Result;
+use crate::janus::llama::Ops;
+use crate::janus::model::Janus;
+use candle_core::{D, DType, Tensor};
+
+/// What to compute beside the log-probabilities.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Options {
+    /// Clamp the logits to ±this before the log-softmax.
+    pub clamp: Option<f64>,
+    /// Also each label's entropy.
+    pub entropy: bool,
+}
+
+/// One head's labels: the log-probability of each target, and its entropy if asked
+/// ([n] F32, in the batch's label order).
+pub struct HeadLogProbs {
+    pub log_probs: Tensor,
+    pub entropy: Option<Tensor>,
+}
+
+/// Both heads' labels of a batch; `None` for a head with no labels.
+pub struct LogProbs {
+    pub text: Option<HeadLogProbs>,
+    pub image: Option<HeadLogProbs>,
+}
+
+fn head(
+    hidden: &Tensor,
+    targets: &Targets,
+    options: Options,
+    head: impl Fn(&Tensor) -> candle_core::Result<Tensor>,
+) -> Result<Option<HeadLogProbs>> {
+    if targets.positions.is_empty() {
+        return Ok(None);
+    }
+    let device = hidden.device();
+    let n = targets.positions.len();
+    let positions = Tensor::from_slice(&targets.positions, n, device)?;
+    let labels = Tensor::from_slice(&targets.targets, (n, 1), device)?;
+    let mut logits = head(&hidden.index_select(&positions, 0)?)?.to_dtype(DType::F32)?;
+    if let Some(c) = options.clamp {
+        logits = logits.clamp(-c, c)?;
+    }
+    let all = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+    let log_probs = all.gather(&labels, 1)?.squeeze(1)?;
+    let entropy = if options.entropy {
+        Some((all.exp()? * &all)?.sum(D::Minus1)?.neg()?)
+    } else {
+        None
+    };
+    Ok(Some(HeadLogProbs { log_probs, entropy }))
+}
+
+/// One forward of `model` over `batch` (differentiable), and its labels' values.
+pub fn log_probs(model: &Janus, batch: &Batch, options: Options) -> Result<LogProbs> {
+    let embeds = model.embed_mixed(&batch.ids, &batch.is_image)?;
+    let hidden = model.forward(&embeds, &batch.padding, None, Ops::Differentiable)?;
+    let (b, t, h) = hidden.dims3()?;
+    let flat = hidden.reshape((b * t, h))?;
+    Ok(LogProbs {
+        text: head(&flat, &batch.text, options, |x| model.text_logits(x))?,
+        image: head(&flat, &batch.image, options, |x| model.image_logits(x))?,
+    })
+}

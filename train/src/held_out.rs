@@ -1,0 +1,101 @@
+//! Held-out shapes-GenEval during training (SFT and GRPO alike): the first
+//! `max_prompts` prompts of an `rl_prompt` table with shapes-GenEval records, each
+//! drawn `samples` times by the model as it stands in memory, with `model.generate`'s
+//! settings and seeds ([`GenerateConfig`], [`sample_seed`]), and judged by the exact
+//! judge ([`eval::shapes_geneval`]).
+
+use crate::janus::draw::{GenerateConfig, draw, sample_seed};
+use crate::janus::model::Janus;
+use crate::janus::text::TextTokenizer;
+use crate::tokenizer::ImageTokenizer;
+use datasets::shapes::{Judge, JudgeOptions, Metadata};
+use datasets::table::TableReader;
+use eval::shapes_geneval::{Evaluation, Judged, judge, records, summarize};
+use pipeline::StageError;
+use schemas::rl_prompt::RlPrompt;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Bootstrap resamples of the interval reported during training.
+const BOOTSTRAP_ROUNDS: usize = 1000;
+
+/// The held-out prompts and how they are drawn.
+pub struct HeldOut {
+    prompts: Vec<(String, String)>,
+    records: HashMap<String, Metadata>,
+    generate: GenerateConfig,
+    seed: u64,
+    images: Arc<dyn ImageTokenizer>,
+}
+
+impl HeldOut {
+    /// The first `max` prompts of the table at `dir`, drawn with `generate` and seeds
+    /// from `seed`, decoded by `images`.
+    pub fn open(
+        dir: &Path,
+        max: usize,
+        generate: GenerateConfig,
+        seed: u64,
+        images: Arc<dyn ImageTokenizer>,
+    ) -> Result<HeldOut, StageError> {
+        let mut chosen = Vec::new();
+        'read: for rows in TableReader::open(dir)?.rows::<RlPrompt>()? {
+            for p in rows? {
+                if chosen.len() == max {
+                    break 'read;
+                }
+                chosen.push(p);
+            }
+        }
+        if chosen.is_empty() {
+            return Err(StageError::msg(format!(
+                "the held-out prompts ({}) are empty",
+                dir.display()
+            )));
+        }
+        let prompts = chosen
+            .iter()
+            .map(|p| (p.id.clone(), p.prompt.clone()))
+            .collect();
+        Ok(HeldOut {
+            prompts,
+            records: records(chosen)?,
+            generate,
+            seed,
+            images,
+        })
+    }
+
+    /// Draw every prompt `samples` times with `model` and judge the images.
+    pub fn run(&self, model: &Janus, text: &TextTokenizer) -> Result<Evaluation, StageError> {
+        let options = self.generate.draw_options();
+        let items: Vec<(&str, &str, u32)> = self
+            .prompts
+            .iter()
+            .flat_map(|(id, prompt)| {
+                (0..self.generate.samples).map(move |s| (id.as_str(), prompt.as_str(), s))
+            })
+            .collect();
+        let shapes = Judge::new(JudgeOptions::default());
+        let mut judged: Vec<Judged> = Vec::with_capacity(items.len());
+        for chunk in items.chunks(self.generate.batch_size.max(1)) {
+            let batch: Vec<(String, u64)> = chunk
+                .iter()
+                .map(|(id, prompt, s)| (prompt.to_string(), sample_seed(self.seed, id, *s)))
+                .collect();
+            let (drawings, _) = draw(model, text, self.images.as_ref(), &batch, &options)
+                .map_err(StageError::msg)?;
+            for ((id, _, s), d) in chunk.iter().zip(drawings) {
+                judged.push(judge(
+                    &shapes,
+                    format!("{id}-{s}"),
+                    id.to_string(),
+                    &d.image,
+                    &self.records[*id],
+                ));
+            }
+        }
+        Ok(summarize(&judged, BOOTSTRAP_ROUNDS, self.seed)?)
+    }
+}

@@ -9,9 +9,9 @@ mod common;
 
 use common::Project;
 use datasets::table::TableReader;
+use llm::mock::{MockServer, Script};
+use llm::tables::LedgerRow;
 use pipeline::Store;
-use stages::llm::mock::{MockServer, Script};
-use stages::llm::tables::LedgerRow;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 

@@ -6,8 +6,8 @@ mod common;
 
 use common::Project;
 use datasets::table::TableReader;
-use stages::llm::mock::{Fault, MockServer, Rule, Script};
-use stages::llm::tables::FailureRow;
+use llm::mock::{Fault, MockServer, Rule, Script};
+use llm::tables::FailureRow;
 
 const KEY: &str = "sk-planted-llm-5e1f0a9c3b7d2e84";
 const WRONG: &str = "sk-wrong-llm-77aa00bb11cc22dd";

@@ -1,13 +1,14 @@
-//! Data stages: generic ones (external commands, table import and filtering) and, as
-//! they land, the LLM rationale tasks, image preparation and pairing.
+//! Data stages: generic ones (external commands, table import and filtering), the LLM
+//! rationale tasks (over the `llm` crate's client), image preparation, pairing, the
+//! shapes world's data and release export.
 //!
 //! Each stage is one module with its config type and its `Stage` impl; [`register`]
 //! adds them all to a registry.
 
 pub mod command;
 pub mod images;
-pub mod llm;
 pub mod pair;
+pub mod rationale;
 pub mod release_export;
 pub mod shapes;
 pub mod sources;
@@ -26,5 +27,5 @@ pub fn register(registry: &mut Registry) {
     sources::register(registry);
     images::register(registry);
     shapes::register(registry);
-    llm::register(registry);
+    rationale::register(registry);
 }

@@ -5,9 +5,9 @@
 
 mod llm_support;
 
+use llm::mock::{BatchScript, Fault, MockServer, Rule, Script};
 use llm_support::{Project, assert_partition, endpoint, ids, plan_recipe, prompts};
 use pipeline::executor::Outcome;
-use stages::llm::mock::{BatchScript, Fault, MockServer, Rule, Script};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 

@@ -6,8 +6,8 @@ mod llm_support;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use llm::mock::{MockServer, Script};
 use llm_support::{Project, endpoint};
-use stages::llm::mock::{MockServer, Script};
 
 /// The PNG signature and some bytes: enough for the type to be recognised.
 fn fake_png(len: usize) -> Vec<u8> {

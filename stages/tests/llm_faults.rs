@@ -6,8 +6,8 @@
 
 mod llm_support;
 
+use llm::mock::{Fault, MockServer, RetryAfter, Rule, Script};
 use llm_support::{Project, assert_partition, endpoint, ids, plan_recipe, prompts};
-use stages::llm::mock::{Fault, MockServer, RetryAfter, Rule, Script};
 use std::time::{Duration, Instant};
 
 const ROWS: usize = 12;

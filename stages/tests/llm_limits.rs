@@ -7,10 +7,10 @@
 
 mod llm_support;
 
+use llm::mock::{BatchScript, Fault, MockServer, Rule, Script};
 use llm_support::{Project, assert_partition, ids, plan_recipe, prompts};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use stages::llm::mock::{BatchScript, Fault, MockServer, Rule, Script};
 use std::time::{Duration, Instant};
 
 fn config(url: &str, limits: &str, extra: &str) -> String {

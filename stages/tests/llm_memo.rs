@@ -5,8 +5,8 @@
 
 mod llm_support;
 
+use llm::mock::{Fault, MockServer, Rule, Script};
 use llm_support::{Project, assert_partition, endpoint, plan_recipe, prompts};
-use stages::llm::mock::{Fault, MockServer, Rule, Script};
 
 #[test]
 fn only_new_or_changed_requests_are_sent() {

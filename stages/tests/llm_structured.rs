@@ -6,9 +6,9 @@
 
 mod llm_support;
 
+use llm::mock::{Fault, MockServer, Rule, Script};
 use llm_support::{Project, assert_partition, endpoint, ids, plan_recipe, prompts};
 use pipeline::executor::Outcome;
-use stages::llm::mock::{Fault, MockServer, Rule, Script};
 
 const ROWS: usize = 20;
 

@@ -9,8 +9,8 @@
 
 mod llm_support;
 
+use llm::mock::{MockServer, Script};
 use llm_support::{Project, plan_recipe, prompts};
-use stages::llm::mock::{MockServer, Script};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

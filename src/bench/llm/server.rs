@@ -1,9 +1,9 @@
-//! The loopback OpenAI-compatible server of the benchmark ([`stages::llm::mock`]), in a
+//! The loopback OpenAI-compatible server of the benchmark ([`llm::mock`]), in a
 //! process of its own (this binary, started again with a hidden flag), so that the CPU
 //! time and memory measured for each client are the client's alone.
 
 use anyhow::{Context, Result, bail};
-use stages::llm::mock::{MockServer, Script};
+use llm::mock::{MockServer, Script};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use datasets::table::TableReader;
+use llm::tables::{FailureRow, LedgerRow};
 use pipeline::Store;
 use pipeline::console::{Console, ConsoleMode};
 use pipeline::events::{Event, EventRecord, EventSink, read_events};
@@ -12,7 +13,6 @@ use pipeline::recipe::{Recipe, validate};
 use pipeline::{Digest, Registry};
 use schemas::Row;
 use schemas::rationale::Rationale;
-use stages::llm::tables::{FailureRow, LedgerRow};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

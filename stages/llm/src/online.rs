@@ -8,9 +8,8 @@
 
 use super::call::call;
 use super::errors::ErrorClass;
-use super::failure::{Collected, Failure};
-use super::reader::Job;
-use super::shared::Shared;
+use super::failure::{Collected, Failure, Job};
+use super::session::Session;
 use pipeline::{Digest, StageError};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -21,10 +20,10 @@ type Done = (Digest, Result<Option<Failure>, StageError>);
 
 /// Resolve every job: answers into the memo, failures into the result.
 pub async fn collect(
-    shared: Arc<Shared>,
+    session: Arc<Session>,
     mut jobs: mpsc::Receiver<Job>,
 ) -> Result<Collected, StageError> {
-    let concurrency = shared.limits.concurrency as usize;
+    let concurrency = session.limits.concurrency as usize;
     let mut tasks: JoinSet<Done> = JoinSet::new();
     let mut in_flight: HashSet<Digest> = HashSet::with_capacity(concurrency);
     let mut collected = Collected::default();
@@ -36,10 +35,10 @@ pub async fn collect(
                     done.map_err(|e| StageError::msg(format!("a request task ended abnormally: {e}")))?;
                 in_flight.remove(&key);
                 if let Some(failure) = result? {
-                    shared.ledger.failed();
+                    session.ledger.failed();
                     collected.failures.insert(key, failure);
                 }
-                shared.ctx.progress.inc(1);
+                session.ctx.progress.inc(1);
             }
             job = jobs.recv(), if open && tasks.len() < concurrency => match job {
                 None => open = false,
@@ -48,33 +47,33 @@ pub async fn collect(
                     let request = match request {
                         Ok(r) => r,
                         Err(why) => {
-                            shared.ledger.failed();
+                            session.ledger.failed();
                             collected.failures.insert(key, Failure::new(ErrorClass::BadInput, why));
-                            shared.ctx.progress.inc(1);
+                            session.ctx.progress.inc(1);
                             continue;
                         }
                     };
                     if in_flight.contains(&key) || collected.failures.contains_key(&key) {
-                        shared.ledger.duplicate();
-                    } else if shared.lookup(&key)?.is_some() {
-                        shared.ledger.hit();
-                    } else if shared.gate.stopped().is_some() {
-                        shared.ledger.failed();
+                        session.ledger.duplicate();
+                    } else if session.lookup(&key)?.is_some() {
+                        session.ledger.hit();
+                    } else if session.gate.stopped().is_some() {
+                        session.ledger.failed();
                     } else {
                         in_flight.insert(key);
-                        let shared = shared.clone();
+                        let session = session.clone();
                         tasks.spawn(async move {
-                            let result = call(&shared, key, &request).await;
+                            let result = call(&session, key, &request).await;
                             (key, result)
                         });
                         continue;
                     }
-                    shared.ctx.progress.inc(1);
+                    session.ctx.progress.inc(1);
                 }
             },
             else => break,
         }
     }
-    collected.stop = shared.gate.stopped();
+    collected.stop = session.gate.stopped();
     Ok(collected)
 }

@@ -6,13 +6,13 @@
 //! Failures also go to a JSONL file in scratch, for the run's log folder when the
 //! policy fails the stage.
 
-use super::answer::{Answer, Spend};
-use super::errors::ErrorClass;
-use super::failure::{Collected, Failure};
 use super::reader;
-use super::tables::{FAILURES_DIR, FailureRow, LEDGER_DIR, LedgerRow};
 use super::task::Task;
 use datasets::table::{ShardOptions, ShardWriter, TableReader, TableSummary};
+use llm::answer::{Answer, Spend};
+use llm::errors::ErrorClass;
+use llm::failure::{Collected, Failure};
+use llm::tables::{FAILURES_DIR, FailureRow, LEDGER_DIR, LedgerRow};
 use pipeline::memo::Memo;
 use pipeline::{Digest, StageError};
 use schemas::rationale::Rationale;

@@ -3,11 +3,11 @@
 //! key; and its input file, for the requests to send again.
 
 use super::api::{Api, BatchObject};
-use crate::llm::answer::{Answer, Spend, check};
-use crate::llm::client::{CallError, RAW_LIMIT, parse_completion, status_error};
-use crate::llm::errors::{ErrorClass, truncate};
-use crate::llm::headers::RateHeaders;
-use crate::llm::shared::Shared;
+use crate::answer::{Answer, Spend, check};
+use crate::client::{CallError, RAW_LIMIT, parse_completion, status_error};
+use crate::errors::{ErrorClass, truncate};
+use crate::headers::RateHeaders;
+use crate::session::Session;
 use pipeline::budget::nano;
 use pipeline::{Digest, StageError};
 use serde::Deserialize;
@@ -62,7 +62,7 @@ fn lines(path: &Path) -> Result<impl Iterator<Item = Result<String, StageError>>
 /// Download and read the output and error files of `batch`.
 pub async fn read_results(
     api: &Api<'_>,
-    shared: &Shared,
+    session: &Session,
     batch: &BatchObject,
     scratch: &Path,
 ) -> Result<Outcomes, StageError> {
@@ -86,7 +86,7 @@ pub async fn read_results(
                 .custom_id
                 .parse()
                 .map_err(|e| StageError::msg(format!("batch {}: custom_id: {e}", batch.id)))?;
-            let (spend, result) = result_of(shared, parsed);
+            let (spend, result) = result_of(session, parsed);
             if let Some(bill) = spend {
                 let total = out.billed.entry(key).or_insert(Some(0));
                 *total = total
@@ -99,11 +99,14 @@ pub async fn read_results(
                     out.problems.remove(&key);
                     answers.push((key, serde_json::to_vec(&answer).expect("answers serialise")));
                     if answers.len() >= CHUNK {
-                        shared.writer.put_many(std::mem::take(&mut answers)).await?;
+                        session
+                            .writer
+                            .put_many(std::mem::take(&mut answers))
+                            .await?;
                     }
                 }
                 Err(problem) => {
-                    shared.ledger.error(problem.class);
+                    session.ledger.error(problem.class);
                     if !out.answered.contains(&key) {
                         out.problems.insert(key, problem);
                     }
@@ -113,7 +116,7 @@ pub async fn read_results(
         let _ = std::fs::remove_file(&path);
     }
     if !answers.is_empty() {
-        shared.writer.put_many(answers).await?;
+        session.writer.put_many(answers).await?;
     }
     Ok(out)
 }
@@ -128,7 +131,7 @@ struct Bill {
 
 /// What one output line was billed, if it got a reply, and its answer or why there is
 /// none.
-fn result_of(shared: &Shared, line: OutputLine) -> (Option<Bill>, Result<Answer, CallError>) {
+fn result_of(session: &Session, line: OutputLine) -> (Option<Bill>, Result<Answer, CallError>) {
     let no_headers = RateHeaders::default();
     let Some(response) = line.response else {
         let code = line
@@ -168,10 +171,10 @@ fn result_of(shared: &Shared, line: OutputLine) -> (Option<Bill>, Result<Answer,
     };
     let (tin, tout) = reply.usage.unwrap_or_default();
     let bill = Bill {
-        spend: shared.ledger.charge(tin, tout),
+        spend: session.ledger.charge(tin, tout),
         reported: reply.usage.is_some(),
     };
-    let result = match check(&reply, &shared.expect) {
+    let result = match check(&reply, &session.expect) {
         Ok(content) => Ok(Answer {
             content,
             spend: bill.spend,

@@ -12,19 +12,12 @@
 //! with the output.
 
 use super::assemble::{Assembled, Origin, Paths, assemble};
-use super::backoff::Backoff;
-use super::client::Client;
-use super::config::{Executor, LlmConfig, Policy};
-use super::cost::TokenCounter;
-use super::gate::Gate;
-use super::ledger::Ledger;
-use super::memo_writer::MemoWriter;
-use super::request::Shape;
-use super::shared::Shared;
-use super::task::Task;
-use super::{batch, estimate, online, reader};
+use super::task::{Task, shape};
+use super::{estimate, reader};
 use datasets::table::TableReader;
-use pipeline::budget::Budget;
+use llm::config::{Executor, LlmConfig, Policy};
+use llm::cost::TokenCounter;
+use llm::{Session, batch, online};
 use pipeline::estimate::{EstimateContext, SpendEstimate};
 use pipeline::{
     ArtifactType, Bindings, InputSpec, Output, OutputDecl, Resources, Stage, StageContext,
@@ -32,7 +25,6 @@ use pipeline::{
 };
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
@@ -78,7 +70,7 @@ impl<T: Task> Stage for LlmStage<T> {
 
     fn validate(config: &LlmConfig, _bindings: &Bindings) -> Result<(), String> {
         config.check(T::schema().is_some())?;
-        Shape::new::<T>(config, TokenCounter::from_bytes(&config.cost)).map(|_| ())
+        shape::<T>(config, TokenCounter::from_bytes(&config.cost)).map(|_| ())
     }
 
     fn estimate(
@@ -99,37 +91,28 @@ impl<T: Task> Stage for LlmStage<T> {
 async fn run<T: Task>(config: &LlmConfig, ctx: &Arc<StageContext>) -> Result<Output, StageError> {
     let input = ctx.input(T::INPUTS[0].name)?.dir.clone();
     let counter = TokenCounter::new(&config.cost, &ctx.recipe_dir).map_err(StageError::msg)?;
-    let shape = Arc::new(Shape::new::<T>(config, counter).map_err(StageError::msg)?);
-    let budgets = budgets(config, ctx)?;
+    let shape = Arc::new(shape::<T>(config, counter).map_err(StageError::msg)?);
     let rows = TableReader::open(&input)?.row_count()?;
     ctx.progress.set_total(rows, "rows");
     let concurrency = config.limits.concurrency as usize;
-    let client = Client::new(&config.endpoint, concurrency, &|s| ctx.add_secret(s))
-        .map_err(StageError::msg)?;
-    let memo = ctx.memo(ANSWERS_NAMESPACE)?;
-    let shared = Arc::new(Shared {
-        ctx: ctx.clone(),
-        client,
-        gate: Gate::new(&config.limits, budgets.clone()),
-        backoff: Backoff::new(&config.limits),
-        ledger: Ledger::new(config, rows, budgets.clone()),
-        budgets,
-        writer: MemoWriter::start(memo.clone()),
-        memo,
-        expect: shape.expect().clone(),
-        limits: config.limits.clone(),
-    });
+    let session = Session::open(
+        config,
+        ctx.clone(),
+        rows,
+        ANSWERS_NAMESPACE,
+        shape.expect().clone(),
+    )?;
 
     // Pass 1: answers into the memo.
     let keys = ctx.scratch_dir.join("keys.txt");
     let (tx, rx) = mpsc::channel(concurrency.clamp(16, 256));
     let reading = reader::start::<T>(input.clone(), shape.clone(), keys.clone(), tx);
     let mut reporter = JoinSet::new();
-    reporter.spawn(report(shared.clone(), config.progress_secs));
+    reporter.spawn(llm::session_report(session.clone(), config.progress_secs));
     let collected = match config.executor {
-        Executor::Online => online::collect(shared.clone(), rx).await,
+        Executor::Online => online::collect(session.clone(), rx).await,
         Executor::Batch => {
-            batch::collect(shared.clone(), rx, &config.batch, &ctx.scratch_dir).await
+            batch::collect(session.clone(), rx, &config.batch, &ctx.scratch_dir).await
         }
     };
     reporter.abort_all();
@@ -142,11 +125,11 @@ async fn run<T: Task>(config: &LlmConfig, ctx: &Arc<StageContext>) -> Result<Out
             "read {read} rows of the {rows} the table's footers announce"
         )));
     }
-    shared.log(format!("requests done: {}", shared.ledger.line()));
+    session.log(format!("requests done: {}", session.ledger.line()));
     if let Some(stop) = &collected.stop {
-        shared.log(format!("stopped sending: {stop}"));
+        session.log(format!("stopped sending: {stop}"));
     }
-    shared.ledger.publish(ctx);
+    session.ledger.publish(ctx);
 
     // Pass 2: the tables.
     let stop = collected.stop.clone();
@@ -179,34 +162,6 @@ async fn run<T: Task>(config: &LlmConfig, ctx: &Arc<StageContext>) -> Result<Out
         schema: assembled.summary.schema_id.clone(),
         meta,
     })
-}
-
-/// The caps the node spends under: its own `budget_usd`, then the run's
-/// `--budget-usd`, which needs each request's cost bounded too.
-fn budgets(config: &LlmConfig, ctx: &StageContext) -> Result<Vec<Arc<Budget>>, StageError> {
-    let mut budgets: Vec<Arc<Budget>> = config
-        .budget_usd
-        .map(|usd| Budget::new("budget_usd", usd))
-        .into_iter()
-        .collect();
-    if let Some(run) = &ctx.run_budget {
-        config
-            .bounded("the run's --budget-usd")
-            .map_err(StageError::msg)?;
-        budgets.push(run.clone());
-    }
-    Ok(budgets)
-}
-
-/// Every `secs`, the progress line and the counters.
-async fn report(shared: Arc<Shared>, secs: f64) {
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(secs));
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        shared.log(shared.ledger.line());
-        shared.ledger.publish(&shared.ctx);
-    }
 }
 
 fn apply_policy(

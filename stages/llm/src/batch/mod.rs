@@ -24,9 +24,8 @@ mod spool;
 
 use super::config::BatchConfig;
 use super::errors::{Disposition, ErrorClass};
-use super::failure::{Collected, Failure};
-use super::reader::Job;
-use super::shared::Shared;
+use super::failure::{Collected, Failure, Job};
+use super::session::Session;
 use api::{Api, BatchObject};
 use pipeline::budget::{Admission, Budget, Reservation};
 use pipeline::memo::Memo;
@@ -59,7 +58,7 @@ struct Open {
 }
 
 struct Run<'a> {
-    shared: &'a Shared,
+    session: &'a Session,
     api: Api<'a>,
     config: &'a BatchConfig,
     scratch: &'a Path,
@@ -78,17 +77,21 @@ struct Run<'a> {
 
 /// Resolve every job through the Batch API.
 pub async fn collect(
-    shared: Arc<Shared>,
+    session: Arc<Session>,
     mut jobs: mpsc::Receiver<Job>,
     config: &BatchConfig,
     scratch: &Path,
 ) -> Result<Collected, StageError> {
     let mut run = Run {
-        shared: &shared,
-        api: Api::new(&shared.client, shared.backoff, shared.limits.max_attempts),
+        session: &session,
+        api: Api::new(
+            &session.client,
+            session.backoff,
+            session.limits.max_attempts,
+        ),
         config,
         scratch,
-        pending: shared.ctx.memo_uncounted(PENDING_NAMESPACE)?,
+        pending: session.ctx.memo_uncounted(PENDING_NAMESPACE)?,
         open: BTreeMap::new(),
         gone: HashSet::new(),
         spool: Spool::new(&config.endpoint),
@@ -101,17 +104,17 @@ pub async fn collect(
         run.admit(job).await?;
     }
     run.wait().await?;
-    run.collected.stop = shared.gate.stopped();
+    run.collected.stop = session.gate.stopped();
     Ok(run.collected)
 }
 
 impl Run<'_> {
     fn resolved(&self) {
-        self.shared.ctx.progress.inc(1);
+        self.session.ctx.progress.inc(1);
     }
 
     fn fail(&mut self, key: Digest, failure: Failure) {
-        self.shared.ledger.failed();
+        self.session.ledger.failed();
         self.collected.failures.insert(key, failure);
         self.resolved();
     }
@@ -126,17 +129,17 @@ impl Run<'_> {
             }
         };
         if self.collected.failures.contains_key(&key) || self.spool.contains(&key) {
-            self.shared.ledger.duplicate();
+            self.session.ledger.duplicate();
             self.resolved();
             return Ok(());
         }
-        if self.shared.lookup(&key)?.is_some() {
-            self.shared.ledger.hit();
+        if self.session.lookup(&key)?.is_some() {
+            self.session.ledger.hit();
             self.resolved();
             return Ok(());
         }
         let worst = self
-            .shared
+            .session
             .ledger
             .worst_case(request.input.worst, request.max_out.unwrap_or(0));
         self.worst.insert(key, worst);
@@ -148,16 +151,16 @@ impl Run<'_> {
                     Some(wanted) => {
                         wanted.insert(key);
                         open.held
-                            .insert(key, Budget::commit(&self.shared.budgets, worst));
+                            .insert(key, Budget::commit(&self.session.budgets, worst));
                     }
                     None => {
-                        self.shared.ledger.duplicate();
+                        self.session.ledger.duplicate();
                         self.resolved();
                     }
                 },
                 None => match self.api.get(&p.batch).await? {
                     Some(batch) => {
-                        self.shared.log(format!(
+                        self.session.log(format!(
                             "resuming batch {} ({}), submitted by an earlier run",
                             batch.id, batch.status
                         ));
@@ -169,13 +172,13 @@ impl Run<'_> {
                                 status: batch.status,
                                 held: HashMap::from([(
                                     key,
-                                    Budget::commit(&self.shared.budgets, worst),
+                                    Budget::commit(&self.session.budgets, worst),
                                 )]),
                             },
                         );
                     }
                     None => {
-                        self.shared.log(format!(
+                        self.session.log(format!(
                             "batch {} recorded by an earlier run is unknown to the server: its requests are submitted again",
                             p.batch
                         ));
@@ -210,10 +213,10 @@ impl Run<'_> {
     /// budgets admit, and record them. False when nothing could be submitted (the queue
     /// is empty, must wait for room, or sending stopped, which empties it).
     async fn submit(&mut self) -> Result<bool, StageError> {
-        let budgets = &self.shared.budgets;
+        let budgets = &self.session.budgets;
         let mut held = HashMap::new();
         let mut never = None;
-        let file = if self.shared.gate.stopped().is_some() {
+        let file = if self.session.gate.stopped().is_some() {
             None
         } else {
             self.spool.cut(
@@ -238,10 +241,10 @@ impl Run<'_> {
             )
         };
         if let Some(why) = never {
-            self.shared.gate.stop(why);
+            self.session.gate.stop(why);
         }
         let Some(file) = file else {
-            if self.shared.gate.stopped().is_some() {
+            if self.session.gate.stopped().is_some() {
                 self.spool.clear();
             }
             return Ok(false);
@@ -267,11 +270,11 @@ impl Run<'_> {
         self.pending
             .put_many(file.lines.iter().map(|l| (&l.key, record.as_slice())))?;
         for l in &file.lines {
-            self.shared
+            self.session
                 .ledger
                 .sending(self.submissions.contains_key(&l.key));
         }
-        self.shared.log(format!(
+        self.session.log(format!(
             "submitted batch {} ({} requests, {} bytes, file {uploaded})",
             batch.id,
             file.lines.len(),
@@ -312,7 +315,7 @@ impl Run<'_> {
             })?;
             let open = self.open.get_mut(&id).expect("listed above");
             if open.status != batch.status {
-                self.shared.log(format!(
+                self.session.log(format!(
                     "batch {id}: {}{}",
                     batch.status,
                     batch
@@ -334,13 +337,13 @@ impl Run<'_> {
     /// Read a finished batch: answers in, problems retried or failed.
     async fn finish(&mut self, batch: &BatchObject, mut open: Open) -> Result<(), StageError> {
         if let Some(errors) = &batch.errors {
-            self.shared.log(format!(
+            self.session.log(format!(
                 "batch {} ended {}: {errors}",
                 batch.id, batch.status
             ));
         }
         let mut outcomes =
-            results::read_results(&self.api, self.shared, batch, self.scratch).await?;
+            results::read_results(&self.api, self.session, batch, self.scratch).await?;
         for (key, reservation) in open.held.drain() {
             // No line: not billed; a line without usage: billed, at most the worst case.
             let actual = match outcomes.billed.get(&key) {
@@ -348,7 +351,7 @@ impl Run<'_> {
                 Some(bill) => bill.unwrap_or(reservation.amount()),
             };
             if let Err(over) = reservation.settle(actual) {
-                self.shared.overrun(over);
+                self.session.overrun(over);
             }
         }
         let input = match open.input {
@@ -367,10 +370,10 @@ impl Run<'_> {
                         continue;
                     }
                 }
-                None => self.shared.ledger.returned(),
+                None => self.session.ledger.returned(),
             }
             if outcomes.answered.contains(&key) {
-                self.shared.ledger.answered();
+                self.session.ledger.answered();
                 self.resolved();
                 continue;
             }
@@ -396,11 +399,11 @@ impl Run<'_> {
                 Disposition::Retry | Disposition::Invalid
             ) && submitted < self.config.max_rounds;
             if class.disposition() == Disposition::Fatal {
-                self.shared
+                self.session
                     .gate
                     .stop(format!("{message}; the stage stopped submitting"));
             }
-            if again && self.shared.gate.stopped().is_none() {
+            if again && self.session.gate.stopped().is_none() {
                 self.submissions.insert(key, submitted + 1);
                 let worst = self.worst.get(&key).copied().unwrap_or(0);
                 self.spool.push(key, &body, worst)?;
@@ -422,7 +425,7 @@ impl Run<'_> {
             self.fail(key, Failure::new(ErrorClass::Server, message));
         }
         let _ = std::fs::remove_file(&input);
-        self.shared.ledger.publish(&self.shared.ctx);
+        self.session.ledger.publish(&self.session.ctx);
         Ok(())
     }
 }

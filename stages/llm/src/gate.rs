@@ -260,7 +260,7 @@ impl Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::llm::headers::Announced;
+    use crate::headers::Announced;
 
     fn limits(rpm: Option<f64>) -> LimitsConfig {
         LimitsConfig {

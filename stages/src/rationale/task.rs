@@ -2,8 +2,11 @@
 //! shape of its answers, and how an answer becomes an output row. The three tasks are
 //! in [`super::tasks`]; [`super::stage::LlmStage`] runs any of them.
 
-use super::template::Builtin;
-use pipeline::InputSpec;
+use llm::config::LlmConfig;
+use llm::cost::TokenCounter;
+use llm::request::{Request, Shape};
+use llm::template::{Builtin, Template};
+use pipeline::{Digest, InputSpec};
 use schemas::rationale::Rationale;
 use schemas::{Provenance, Row};
 use serde_json::Value;
@@ -43,4 +46,29 @@ pub trait Task: Send + Sync + 'static {
     /// [`Self::schema`]).
     fn output(row: Self::Input, answer: Value, provenance: Provenance)
     -> Result<Rationale, String>;
+}
+
+/// The request shape of task `T`'s rows under `config`.
+pub fn shape<T: Task>(config: &LlmConfig, counter: TokenCounter) -> Result<Shape, String> {
+    let template = Template::new(&T::TEMPLATE, &config.template, T::SLOTS)?;
+    Shape::new(config, template, T::schema(), T::NAME, counter)
+}
+
+/// The key and request of a row (`Err`: why the row cannot be sent; its key is then
+/// derived from the task and the row id).
+pub fn request<T: Task>(shape: &Shape, row: &T::Input) -> (Digest, Result<Request, String>) {
+    let bad = |why: String| {
+        (
+            Digest::of_json(&("bad_input", T::KIND, T::id(row))),
+            Err(why),
+        )
+    };
+    let image = match T::image(row) {
+        Ok(image) => image,
+        Err(why) => return bad(why),
+    };
+    match shape.build(|slot| T::fill(row, slot), image) {
+        Ok((key, request)) => (key, Ok(request)),
+        Err(why) => bad(why),
+    }
 }

@@ -17,29 +17,29 @@ use super::errors::{Disposition, ErrorClass, truncate};
 use super::failure::Failure;
 use super::gate::Finish;
 use super::request::Request;
-use super::shared::Shared;
+use super::session::Session;
 use pipeline::budget::{Reservation, nano};
 use pipeline::{Digest, StageError};
 
 /// Send `request` (key `key`) until answered (`Ok(None)`) or failed.
 pub async fn call(
-    shared: &Shared,
+    session: &Session,
     key: Digest,
     request: &Request,
 ) -> Result<Option<Failure>, StageError> {
     let key_bits = u64::from_le_bytes(key.as_bytes()[..8].try_into().expect("8 bytes"));
-    let mut rng = Rng::new(shared.ctx.seed ^ key_bits);
+    let mut rng = Rng::new(session.ctx.seed ^ key_bits);
     let mut attempts = 0u32;
     let mut transient = 0u32;
     let mut invalid = 0u32;
     let mut spent = Spend::default();
     let mut last: Option<CallError> = None;
     // The most one attempt can be billed, reserved against the budgets before it goes.
-    let worst = shared
+    let worst = session
         .ledger
         .worst_case(request.input.worst, request.max_out.unwrap_or(0));
     loop {
-        let mut ticket = match shared
+        let mut ticket = match session
             .gate
             .acquire(request.input.expected, request.est_out, worst)
             .await
@@ -61,14 +61,14 @@ pub async fn call(
         };
         let reservation = ticket.reservation.take();
         attempts += 1;
-        shared.ledger.sending(attempts > 1);
-        let result = shared.client.chat(request.body.clone()).await;
-        shared.ledger.returned();
+        session.ledger.sending(attempts > 1);
+        let result = session.client.chat(request.body.clone()).await;
+        session.ledger.returned();
         let (healthy, headers, usage) = match &result {
             Ok(r) => (true, &r.headers, r.usage),
             Err(e) => (!e.class.is_unhealthy(), &*e.headers, None),
         };
-        let change = shared.gate.finish(
+        let change = session.gate.finish(
             ticket,
             Finish {
                 healthy,
@@ -79,26 +79,26 @@ pub async fn call(
         // What the attempt was billed: the server's usage (without it, the input's
         // bound and the answer's bytes, which no token count exceeds).
         let billed = match &result {
-            Ok(reply) => Some(shared.ledger.charge_reply(reply, request)),
+            Ok(reply) => Some(session.ledger.charge_reply(reply, request)),
             Err(_) => None,
         };
         if let Some(r) = reservation {
-            settle(shared, r, billed.as_ref(), result.as_ref().err());
+            settle(session, r, billed.as_ref(), result.as_ref().err());
         }
         if let Some(change) = change {
             let last = result.as_ref().err().map_or("", |e| e.message.as_str());
-            breaker_changed(shared, change, last);
+            breaker_changed(session, change, last);
         }
         let error = match result {
             Ok(reply) => {
                 let spend = billed.expect("charged above");
                 spent += spend;
-                match check(&reply, &shared.expect) {
+                match check(&reply, &session.expect) {
                     Ok(content) => {
                         let value = serde_json::to_vec(&Answer { content, spend })
                             .expect("answers serialise");
-                        shared.writer.put(key, value).await?;
-                        shared.ledger.answered();
+                        session.writer.put(key, value).await?;
+                        session.ledger.answered();
                         return Ok(None);
                     }
                     Err((class, message)) => CallError {
@@ -111,19 +111,19 @@ pub async fn call(
             }
             Err(e) => e,
         };
-        shared.ledger.error(error.class);
+        session.ledger.error(error.class);
         let give_up = match error.class.disposition() {
             Disposition::Retry => {
                 transient += 1;
-                transient >= shared.limits.max_attempts
+                transient >= session.limits.max_attempts
             }
             Disposition::Invalid => {
                 invalid += 1;
-                invalid >= shared.limits.max_invalid
+                invalid >= session.limits.max_invalid
             }
             Disposition::Permanent => true,
             Disposition::Fatal => {
-                shared.gate.stop(format!(
+                session.gate.stop(format!(
                     "{} ({}); nothing else can succeed, so the stage stopped sending",
                     error.message,
                     error.class.as_str()
@@ -147,9 +147,9 @@ pub async fn call(
         }
         if error.class.disposition() == Disposition::Retry {
             let retry_after = error.headers.retry_after;
-            let delay = shared.backoff.delay(transient, retry_after, &mut rng);
+            let delay = session.backoff.delay(transient, retry_after, &mut rng);
             if retry_after.is_some() {
-                shared.gate.pause(delay);
+                session.gate.pause(delay);
             }
             tokio::time::sleep(delay).await;
         }
@@ -161,7 +161,7 @@ pub async fn call(
 /// still have been processed and billed (a timeout, a connection lost after sending):
 /// its worst case counts as spent. A bill above the worst case means the bound does
 /// not hold, and the stage stops sending.
-fn settle(shared: &Shared, r: Reservation, billed: Option<&Spend>, error: Option<&CallError>) {
+fn settle(session: &Session, r: Reservation, billed: Option<&Spend>, error: Option<&CallError>) {
     let actual = match (billed, error) {
         (Some(spend), _) => nano(spend.cost_usd),
         (None, Some(e)) if matches!(e.class, ErrorClass::Timeout | ErrorClass::Connection) => {
@@ -170,11 +170,11 @@ fn settle(shared: &Shared, r: Reservation, billed: Option<&Spend>, error: Option
         (None, _) => 0,
     };
     if let Err(over) = r.settle(actual) {
-        shared.overrun(over);
+        session.overrun(over);
     }
 }
 
-fn breaker_changed(shared: &Shared, change: Change, last_error: &str) {
+fn breaker_changed(session: &Session, change: Change, last_error: &str) {
     match change {
         Change::Tripped { failed, of, pause } => {
             let why = if of == 0 {
@@ -182,13 +182,13 @@ fn breaker_changed(shared: &Shared, change: Change, last_error: &str) {
             } else {
                 format!("{failed} of the last {of} attempts failed")
             };
-            shared.log(format!(
+            session.log(format!(
                 "circuit breaker open: {why} (last: {last_error}); sending nothing for {:.1} s",
                 pause.as_secs_f64()
             ))
         }
-        Change::Closed => shared.log("circuit breaker closed: the server answers again"),
-        Change::GaveUp { trips } => shared.gate.stop(format!(
+        Change::Closed => session.log("circuit breaker closed: the server answers again"),
+        Change::GaveUp { trips } => session.gate.stop(format!(
             "the circuit breaker gave up after {trips} trips in a row (last error: {last_error})"
         )),
     }

@@ -270,7 +270,7 @@ mod tests {
         assert!(l.line().contains("spent $0.0040"), "{}", l.line());
         // The batch factor halves the price.
         let mut batch = config(None);
-        batch.executor = crate::llm::config::Executor::Batch;
+        batch.executor = crate::config::Executor::Batch;
         let b = Ledger::new(&batch, 1, vec![]);
         assert!((b.charge(1_000, 500).cost_usd - 0.0015).abs() < 1e-12);
     }

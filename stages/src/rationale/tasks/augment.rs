@@ -4,8 +4,8 @@
 //! as structured output. The output row is the input row with `augmented_prompts` set
 //! and one more provenance record.
 
-use crate::llm::task::Task;
-use crate::llm::template::Builtin;
+use crate::rationale::task::Task;
+use llm::template::Builtin;
 use pipeline::{Arity, ArtifactKind, InputSpec};
 use schemas::rationale::Rationale;
 use schemas::{AugmentedPrompts, Provenance};

@@ -11,7 +11,6 @@
 use super::answer::Expect;
 use super::config::{LlmConfig, Structured};
 use super::cost::{InputTokens, TokenCounter};
-use super::task::Task;
 use super::template::Template;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -48,8 +47,16 @@ pub struct Shape {
 }
 
 impl Shape {
-    /// The shape of `config`'s requests, whose tokens `counter` counts.
-    pub fn new<T: Task>(config: &LlmConfig, counter: TokenCounter) -> Result<Shape, String> {
+    /// The shape of `config`'s requests: `template` filled per row; answers of JSON
+    /// `schema` (sent as `config.structured` says, under `name`) or text (`None`);
+    /// tokens counted by `counter`.
+    pub fn new(
+        config: &LlmConfig,
+        template: Template,
+        schema: Option<Value>,
+        name: &str,
+        counter: TokenCounter,
+    ) -> Result<Shape, String> {
         let s = &config.sampling;
         let mut params = Map::new();
         let mut put = |k: &str, v: Option<Value>| {
@@ -70,13 +77,12 @@ impl Shape {
             }
             params.insert(k.clone(), v.clone());
         }
-        let schema = T::schema();
         let response_format = match (&schema, config.structured.unwrap_or(Structured::JsonSchema)) {
             (None, _) | (Some(_), Structured::Prompt) => None,
             (Some(_), Structured::JsonObject) => Some(json!({"type": "json_object"})),
             (Some(schema), Structured::JsonSchema) => Some(json!({
                 "type": "json_schema",
-                "json_schema": {"name": T::NAME, "strict": true, "schema": schema},
+                "json_schema": {"name": name, "strict": true, "schema": schema},
             })),
         };
         Ok(Shape {
@@ -85,7 +91,7 @@ impl Shape {
             params,
             response_format,
             expect: schema.map_or(Expect::Text, Expect::Json),
-            template: Template::new(&T::TEMPLATE, &config.template, T::SLOTS)?,
+            template,
             counter,
             max_out: config.max_output_tokens(),
         })
@@ -99,31 +105,17 @@ impl Shape {
         &self.template
     }
 
-    /// The key and request of a row (`Err`: why the row cannot be sent; its key is then
-    /// derived from the task and the row id).
-    pub fn build<T: Task>(&self, row: &T::Input) -> (Digest, Result<Request, String>) {
-        let image = match T::image(row) {
-            Ok(image) => image,
-            Err(why) => {
-                return (
-                    Digest::of_json(&("bad_input", T::KIND, T::id(row))),
-                    Err(why),
-                );
-            }
-        };
+    /// The key and request of a row: `fill` gives each placeholder's value, `image` is
+    /// the image it shows the model (an encoded file); `Err`: why it cannot be sent.
+    pub fn build(
+        &self,
+        fill: impl Fn(&str) -> String,
+        image: Option<&[u8]>,
+    ) -> Result<(Digest, Request), String> {
         let images: Vec<&[u8]> = image.into_iter().collect();
-        let image_url = match image.map(data_url).transpose() {
-            Ok(url) => url,
-            Err(why) => {
-                return (
-                    Digest::of_json(&("bad_input", T::KIND, T::id(row))),
-                    Err(why),
-                );
-            }
-        };
-        let fill = |slot: &str| T::fill(row, slot);
-        let system = self.template.system(fill);
-        let user = self.template.user(fill);
+        let image_url = image.map(data_url).transpose()?;
+        let system = self.template.system(&fill);
+        let user = self.template.user(&fill);
         let texts: Vec<&str> = [system.as_str(), user.as_str()]
             .into_iter()
             .filter(|t| !t.is_empty())
@@ -160,15 +152,15 @@ impl Shape {
             "template_version": self.template.version,
             "expect": schema,
         }));
-        (
+        Ok((
             key,
-            Ok(Request {
+            Request {
                 body: bytes,
                 input,
                 est_out: self.max_out.unwrap_or(OUTPUT_TOKENS),
                 max_out: self.max_out,
-            }),
-        )
+            },
+        ))
     }
 }
 

@@ -4,8 +4,8 @@
 //! `brief_caption`.
 
 use super::text;
-use crate::llm::task::Task;
-use crate::llm::template::Builtin;
+use crate::rationale::task::Task;
+use llm::template::Builtin;
 use pipeline::{Arity, ArtifactKind, InputSpec};
 use schemas::Provenance;
 use schemas::rationale::Rationale;

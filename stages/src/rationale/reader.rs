@@ -4,22 +4,16 @@
 //! building every request again), and hands the jobs over a bounded channel: at most a
 //! channel's worth of requests exists ahead of the executor.
 
-use super::request::{Request, Shape};
-use super::task::Task;
+use super::task::{Task, request};
 use datasets::table::TableReader;
+use llm::Job;
+use llm::request::Shape;
 use pipeline::{Digest, StageError};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-
-/// One row's work.
-pub struct Job {
-    pub key: Digest,
-    /// `Err`: why the row cannot be sent.
-    pub request: Result<Request, String>,
-}
 
 /// Start reading `input` (a table folder) into `jobs`, writing the keys to `keys`.
 /// The thread returns the number of rows read; it stops early, without error, when
@@ -38,7 +32,7 @@ pub fn start<T: Task>(
         let mut rows = 0u64;
         for batch in reader.rows::<T::Input>()? {
             for row in batch? {
-                let (key, request) = shape.build::<T>(&row);
+                let (key, request) = request::<T>(&shape, &row);
                 writeln!(out, "{key}").map_err(|e| StageError::from(e).context(keys.display()))?;
                 rows += 1;
                 if jobs.blocking_send(Job { key, request }).is_err() {

@@ -1,12 +1,21 @@
-//! Failed requests, as the executors hand them to the assembly: a class, a message,
+//! What executors take and give: a [`Job`] (a row's key and request, or why it has
+//! none), and failed requests as the executors hand them back: a class, a message,
 //! the raw text (error body or invalid answer), the attempts made and what they cost.
 //! Failures are kept by request key; their memory is bounded by the number of failed
 //! requests (raw text is cut at 4 KiB), never by the number of rows.
 
 use super::answer::Spend;
 use super::errors::ErrorClass;
+use super::request::Request;
 use pipeline::Digest;
 use std::collections::HashMap;
+
+/// One row's work.
+pub struct Job {
+    pub key: Digest,
+    /// `Err`: why the row cannot be sent.
+    pub request: Result<Request, String>,
+}
 
 #[derive(Clone, Debug)]
 pub struct Failure {

@@ -114,7 +114,7 @@ fn strip_fence(text: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::llm::headers::RateHeaders;
+    use crate::headers::RateHeaders;
     use serde_json::json;
 
     fn reply(content: Option<&str>, finish: &str) -> Reply {

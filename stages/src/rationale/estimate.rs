@@ -4,14 +4,13 @@
 //! already in the memo for this node's rows, or else from the ledger of its last run
 //! (their least, mean and most), priced from the recipe's table.
 
-use super::answer::Answer;
-use super::config::LlmConfig;
-use super::cost::TokenCounter;
-use super::request::Shape;
 use super::stage::ANSWERS_NAMESPACE;
-use super::tables::{LEDGER_DIR, LedgerRow};
-use super::task::Task;
+use super::task::{Task, request, shape};
 use datasets::table::TableReader;
+use llm::answer::Answer;
+use llm::config::LlmConfig;
+use llm::cost::TokenCounter;
+use llm::tables::{LEDGER_DIR, LedgerRow};
 use pipeline::StageError;
 use pipeline::estimate::{EstimateContext, Range, SpendEstimate};
 use std::collections::HashSet;
@@ -53,7 +52,7 @@ pub fn estimate<T: Task>(
     ctx: &EstimateContext,
 ) -> Result<SpendEstimate, StageError> {
     let counter = TokenCounter::new(&config.cost, &ctx.recipe_dir).map_err(StageError::msg)?;
-    let shape = Shape::new::<T>(config, counter).map_err(StageError::msg)?;
+    let shape = shape::<T>(config, counter).map_err(StageError::msg)?;
     let memo = ctx.memo(ANSWERS_NAMESPACE)?;
     let table = TableReader::open(&ctx.input(T::INPUTS[0].name)?.dir)?;
     let (mut rows, mut cached) = (0u64, 0u64);
@@ -64,7 +63,7 @@ pub fn estimate<T: Task>(
         for row in batch? {
             rows += 1;
             // A row that cannot become a request fails without being sent.
-            let (key, Ok(request)) = shape.build::<T>(&row) else {
+            let (key, Ok(request)) = request::<T>(&shape, &row) else {
                 continue;
             };
             if let Some(answer) = memo.get_json::<Answer>(&key)? {

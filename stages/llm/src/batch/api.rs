@@ -4,11 +4,11 @@
 //! back off and retry up to `limits.max_attempts`; others fail the stage with the
 //! server's message.
 
-use crate::llm::backoff::{Backoff, Rng};
-use crate::llm::client::{CallError, Client, read, status_error, transport};
-use crate::llm::errors::Disposition;
-use crate::llm::errors::ErrorClass;
-use crate::llm::headers::RateHeaders;
+use crate::backoff::{Backoff, Rng};
+use crate::client::{CallError, Client, read, status_error, transport};
+use crate::errors::Disposition;
+use crate::errors::ErrorClass;
+use crate::headers::RateHeaders;
 use pipeline::{Digest, StageError};
 use reqwest::header::CONTENT_TYPE;
 use serde::Deserialize;

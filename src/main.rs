@@ -9,6 +9,7 @@ mod generate;
 mod inspect;
 mod maintain;
 mod run;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use pipeline::Registry;
@@ -63,6 +64,9 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Convert a PyTorch `.bin` Janus-Pro checkpoint to safetensors (same layout).
     Convert(convert::ConvertArgs),
+    /// Run a server the recipes can use (the shapes world's judge model).
+    #[command(subcommand)]
+    Serve(serve::ServeCommand),
     /// Benchmarks that print figures (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -98,6 +102,7 @@ fn main() -> ExitCode {
         Command::Init(args) => docs::init(args),
         Command::Generate(args) => generate::generate(cli.quiet, args),
         Command::Convert(args) => convert::convert(cli.quiet, args),
+        Command::Serve(s) => serve::serve(s),
         Command::Bench(b) => bench::run(b),
     };
     match result {

@@ -1,9 +1,11 @@
-//! Evaluation: benchmark stages that score generated images and summarise them. Now the
-//! shapes world's GenEval (`eval.shapes_geneval`, exact judge); GenEval, DPG-Bench and
-//! T2I-CompBench in their official layouts as they land.
+//! Evaluation as a library of scoring functions over images and records, with thin
+//! stages over them: the shapes world's GenEval (`eval.shapes_geneval`: the exact
+//! judge, GenEval's summary, bootstrap intervals, [`shapes_geneval`], [`bootstrap`]),
+//! and ReasonGen-R1's VLM judge as requests and answers ([`vlm`]).
 
 pub mod bootstrap;
 pub mod shapes_geneval;
+pub mod vlm;
 
 use pipeline::Registry;
 

@@ -162,6 +162,15 @@ mod tests {
             reward: 1.0,
             advantage: -0.5,
             model: "m".into(),
+            generation: Some(2),
+            rationale_tokens: Some(17),
+            capped: Some(false),
+            rewards: Some(r#"{"vlm":1.0}"#.into()),
+            judge_answer: Some("\\boxed{1}".into()),
+            request_key: Some("ab".into()),
+            failure: None,
+            kept: Some(true),
+            log_prob: Some(-12.5),
         }]);
         round_trip(vec![EvalSample {
             id: "e".into(),

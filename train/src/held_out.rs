@@ -12,10 +12,41 @@ use datasets::shapes::{Judge, JudgeOptions, Metadata};
 use datasets::table::TableReader;
 use eval::shapes_geneval::{Evaluation, Judged, judge, records, summarize};
 use pipeline::StageError;
+use schemars::JsonSchema;
 use schemas::rl_prompt::RlPrompt;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+
+/// Periodic generation on held-out prompts, judged by the shapes judge.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EvalOptions {
+    /// Every this many steps, and after the last (0: after the last only).
+    #[serde(default)]
+    pub every: usize,
+    /// The first this many prompts of `eval_prompts`.
+    #[serde(default = "default_eval_prompts")]
+    pub max_prompts: usize,
+    /// How the images are generated (`rationale` follows the run's own switch).
+    #[serde(default)]
+    pub generate: GenerateConfig,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions {
+            every: 0,
+            max_prompts: default_eval_prompts(),
+            generate: GenerateConfig::default(),
+        }
+    }
+}
+
+fn default_eval_prompts() -> usize {
+    60
+}
 
 /// Bootstrap resamples of the interval reported during training.
 const BOOTSTRAP_ROUNDS: usize = 1000;

@@ -1,8 +1,10 @@
 //! Models and training: Janus-Pro and VQ-16 in candle, the shapes world's patch VQ,
-//! generation; one training core ([`core`]) that SFT ([`sft`]) and GRPO share; the
+//! generation; one training core ([`core`]) that SFT ([`sft`]) and GRPO ([`grpo`])
+//! share; the
 //! held-out evaluation during training ([`held_out`]); and the stages that use a model.
 
 pub mod core;
+pub mod grpo;
 pub mod held_out;
 pub mod init;
 pub mod janus;

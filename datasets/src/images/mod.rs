@@ -7,7 +7,8 @@
 //! (the pixel limit against decompression bombs among them); `decode` decodes JPEG
 //! (through `jpeg`, scaled in the DCT when the target is much smaller), PNG, GIF (first
 //! frame), WebP and BMP, and applies the EXIF orientation; `resize` crops the centred
-//! square and resizes it with Pillow's bicubic filter; `color` converts CMYK, grey and
+//! square and resizes it with Pillow's bicubic filter ([`resize`] resizes a whole
+//! image with it, as the GRPO judge's upscale needs); `color` converts CMYK, grey and
 //! alpha (on white) to RGB; `encode` writes PNG or JPEG.
 //!
 //! Around it: [`original`], the record of the original image kept in a row's metadata;
@@ -30,3 +31,4 @@ pub use encode::Encoding;
 pub use prepare::{Failure, Prepared, Settings, prepare, sha256_hex};
 pub use probe::{Format, Header, Limits};
 pub use reason::{Reason, Rejection};
+pub use resize::resize;

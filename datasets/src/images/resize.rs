@@ -19,6 +19,26 @@ use image::DynamicImage;
 
 /// The square of `image` (grey or RGB, 8 bits a sample) at `size`: interleaved pixels.
 pub(crate) fn square(image: &DynamicImage, size: u32) -> Result<Vec<u8>, String> {
+    let (w, h) = (image.width() as f64, image.height() as f64);
+    let side = w.min(h);
+    let crop = ((w - side) / 2.0, (h - side) / 2.0, side, side);
+    bicubic(image, crop, (size, size))
+}
+
+/// The whole of `image` resized to `width` × `height` with Pillow's bicubic filter
+/// (`img.resize((width, height), Image.BICUBIC)`): interleaved pixels.
+pub fn resize(image: &DynamicImage, width: u32, height: u32) -> Result<Vec<u8>, String> {
+    let crop = (0.0, 0.0, image.width() as f64, image.height() as f64);
+    bicubic(image, crop, (width, height))
+}
+
+/// The box `(left, top, width, height)` of `image` resized to `size`, in two passes in
+/// Pillow's order.
+fn bicubic(
+    image: &DynamicImage,
+    (left, top, cw, ch): (f64, f64, f64, f64),
+    (ow, oh): (u32, u32),
+) -> Result<Vec<u8>, String> {
     let pixel_type = match image.color().channel_count() {
         1 => PixelType::U8,
         3 => PixelType::U8x3,
@@ -26,23 +46,21 @@ pub(crate) fn square(image: &DynamicImage, size: u32) -> Result<Vec<u8>, String>
     };
     let (w, h) = (image.width(), image.height());
     let src = ImageRef::new(w, h, image.as_bytes(), pixel_type).map_err(|e| e.to_string())?;
-    let side = w.min(h) as f64;
     let bicubic = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom));
-    let (left, top) = ((w as f64 - side) / 2.0, (h as f64 - side) / 2.0);
-    let (across, down) = (size as i64 - w as i64, size as i64 - h as i64);
+    let (across, down) = (ow as i64 - w as i64, oh as i64 - h as i64);
     let vertical_first = down < 0 && -down > 2 * -across;
     // The first pass resizes one side of the whole image, the second the other side.
     let (first_size, first, second) = if vertical_first {
         (
-            (w, size),
-            bicubic.crop(0.0, top, w as f64, side),
-            bicubic.crop(left, 0.0, side, size as f64),
+            (w, oh),
+            bicubic.crop(0.0, top, w as f64, ch),
+            bicubic.crop(left, 0.0, cw, oh as f64),
         )
     } else {
         (
-            (size, h),
-            bicubic.crop(left, 0.0, side, h as f64),
-            bicubic.crop(0.0, top, size as f64, side),
+            (ow, h),
+            bicubic.crop(left, 0.0, cw, h as f64),
+            bicubic.crop(0.0, top, ow as f64, ch),
         )
     };
     let mut resizer = Resizer::new();
@@ -50,7 +68,7 @@ pub(crate) fn square(image: &DynamicImage, size: u32) -> Result<Vec<u8>, String>
     resizer
         .resize(&src, &mut half, &first)
         .map_err(|e| e.to_string())?;
-    let mut dst = Image::new(size, size, pixel_type);
+    let mut dst = Image::new(ow, oh, pixel_type);
     resizer
         .resize(&half, &mut dst, &second)
         .map_err(|e| e.to_string())?;

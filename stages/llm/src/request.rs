@@ -1,7 +1,7 @@
 //! Rows into chat-completion requests, and each request's key.
 //!
 //! The body is what the server receives: model, messages (system and user, an image as
-//! a `data:` URL for VLM tasks), sampling parameters and, for JSON tasks in
+//! a `data:` URL for VLM tasks, where the user text says `<image>` or else after it), sampling parameters and, for JSON tasks in
 //! `json_schema`/`json_object` mode, `response_format`. The request key is
 //! `sha256(canonical JSON of {base_url, body, template, template_version, expect})`
 //! (`pipeline::Digest::of_json`): everything that shapes the answer, and nothing else,
@@ -125,12 +125,21 @@ impl Shape {
         if !system.is_empty() {
             messages.push(json!({"role": "system", "content": system}));
         }
+        // The image goes where the user text says `<image>`, else after the text.
         let user = match image_url {
             None => Value::String(user),
-            Some(url) => json!([
-                {"type": "text", "text": user},
-                {"type": "image_url", "image_url": {"url": url}},
-            ]),
+            Some(url) => {
+                let image = json!({"type": "image_url", "image_url": {"url": url}});
+                let (before, after) = user.split_once("<image>").unwrap_or((&user, ""));
+                let text = |t: &str| (!t.is_empty()).then(|| json!({"type": "text", "text": t}));
+                Value::Array(
+                    text(before)
+                        .into_iter()
+                        .chain([image])
+                        .chain(text(after))
+                        .collect(),
+                )
+            }
         };
         messages.push(json!({"role": "user", "content": user}));
         let mut body = self.params.clone();

@@ -86,6 +86,9 @@ pub struct Request {
 pub struct Generation {
     /// The rationale's ids, without the token that ended it.
     pub rationale_ids: Vec<u32>,
+    /// The rationale reached `max_tokens` without ending (its last token gave way to
+    /// `<begin_of_image>`).
+    pub capped: bool,
     /// The image codes, row-major over the code grid.
     pub image_tokens: Vec<u32>,
 }
@@ -288,7 +291,7 @@ pub fn generate(
     let seeds: Vec<u64> = requests.iter().map(|r| r.seed).collect();
     let start = Instant::now();
     let (rationales, prefixes) = match &options.rationale {
-        None => (vec![Vec::new(); requests.len()], prompts),
+        None => (vec![(Vec::new(), false); requests.len()], prompts),
         Some(r) => {
             let written = rationales(model, special, &prompts, &seeds, r)?;
             timing.rationale_tokens = written.iter().map(Vec::len).sum();
@@ -297,11 +300,12 @@ pub fn generate(
             for (prompt, mut tokens) in prompts.into_iter().zip(written) {
                 // EOS, `<begin_of_image>` or the last token at the cap gives way to
                 // `<begin_of_image>`.
-                tokens.pop();
+                let last = tokens.pop();
+                let capped = last.is_some_and(|t| t != special.eos && t != special.begin_of_image);
                 let mut prefix = prompt;
                 prefix.extend_from_slice(&tokens);
                 prefix.push(special.begin_of_image);
-                kept.push(tokens);
+                kept.push((tokens, capped));
                 prefixes.push(prefix);
             }
             (kept, prefixes)
@@ -315,8 +319,9 @@ pub fn generate(
     let out = rationales
         .into_iter()
         .zip(codes)
-        .map(|(rationale_ids, image_tokens)| Generation {
+        .map(|((rationale_ids, capped), image_tokens)| Generation {
             rationale_ids,
+            capped,
             image_tokens,
         })
         .collect();

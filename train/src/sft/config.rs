@@ -3,7 +3,7 @@
 //! 0.95), weight decay 0.01, clip 1.0, 5 % linear warm-up then cosine to 0, loss
 //! weights text 2 / image 1 / `<begin_of_image>` 0, CFG dropout 0.1, 1280 tokens.
 
-use crate::janus::draw::GenerateConfig;
+use crate::held_out::EvalOptions;
 use crate::janus::load::DeviceChoice;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -34,31 +34,6 @@ impl Default for LossWeights {
 }
 
 pub use crate::janus::generate::Unconditional;
-
-/// Periodic generation on held-out prompts, judged by the shapes judge.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EvalOptions {
-    /// Every this many steps, and after the last (0: after the last only).
-    #[serde(default)]
-    pub every: usize,
-    /// The first this many prompts of `eval_prompts`.
-    #[serde(default = "default_eval_prompts")]
-    pub max_prompts: usize,
-    /// How the images are generated (`rationale` follows the run's own switch).
-    #[serde(default)]
-    pub generate: GenerateConfig,
-}
-
-impl Default for EvalOptions {
-    fn default() -> Self {
-        EvalOptions {
-            every: 0,
-            max_prompts: default_eval_prompts(),
-            generate: GenerateConfig::default(),
-        }
-    }
-}
 
 /// Config of `model.sft`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -187,9 +162,6 @@ fn default_checkpoint_every() -> usize {
 }
 fn default_log_every() -> usize {
     10
-}
-fn default_eval_prompts() -> usize {
-    60
 }
 
 impl Default for SftConfig {

@@ -1,8 +1,9 @@
 //! Stages that train or use a model: the patch VQ's training, the tokenize node, a
-//! fresh Janus-Pro model (`model.init`), generation with Janus-Pro and its supervised
-//! fine-tuning (`model.sft`).
+//! fresh Janus-Pro model (`model.init`), generation with Janus-Pro, its supervised
+//! fine-tuning (`model.sft`) and GRPO (`model.grpo`).
 
 pub mod generate;
+pub mod grpo;
 pub mod init;
 pub mod patch_vq;
 pub mod sft;
@@ -12,10 +13,29 @@ use pipeline::Registry;
 
 pub fn register(registry: &mut Registry) {
     registry.register(generate::Generate);
+    registry.register(grpo::Grpo);
     registry.register(init::InitModel);
     registry.register(patch_vq::TrainPatchVq);
     registry.register(sft::Sft);
     registry.register(tokenize::Tokenize);
+}
+
+/// Run `work` on a blocking thread inside a rayon pool of `threads` threads: candle's
+/// CPU matmul splits its work over the current rayon pool, so a training keeps to the
+/// threads its node was granted.
+pub(crate) async fn on_threads<T: Send + 'static>(
+    threads: usize,
+    work: impl FnOnce() -> Result<T, pipeline::StageError> + Send + 'static,
+) -> Result<T, pipeline::StageError> {
+    tokio::task::spawn_blocking(move || {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .build()
+            .map_err(|e| pipeline::StageError::msg(format!("training threads: {e}")))?;
+        pool.install(work)
+    })
+    .await
+    .map_err(|e| pipeline::StageError::msg(format!("training thread: {e}")))?
 }
 
 /// Decode encoded image bytes (PNG, JPEG) to RGB.

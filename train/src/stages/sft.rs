@@ -210,16 +210,6 @@ impl Stage for Sft {
     }
 
     async fn run(&self, config: SftConfig, ctx: StageContext) -> Result<Output, StageError> {
-        tokio::task::spawn_blocking(move || {
-            // candle's CPU matmul splits its work over the current rayon pool: a pool of
-            // the threads this node was granted keeps it to them.
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(ctx.threads.max(1))
-                .build()
-                .map_err(|e| StageError::msg(format!("training threads: {e}")))?;
-            pool.install(|| train(&config, &ctx))
-        })
-        .await
-        .map_err(|e| StageError::msg(format!("training thread: {e}")))?
+        super::on_threads(ctx.threads, move || train(&config, &ctx)).await
     }
 }

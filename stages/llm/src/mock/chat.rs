@@ -46,6 +46,16 @@ pub fn decide(state: &State, body: &[u8]) -> Decision {
     let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let usage = Usage::of(&request);
     let Some(rule) = fault else {
+        if let Some(answerer) = &state.script.answerer {
+            return Decision::Respond(match (answerer.0)(&request) {
+                Ok(text) => usage.completion(Some(text), "stop"),
+                Err(message) => Response::json(
+                    400,
+                    json!({"error": {"message": message, "type": "invalid_request_error", "code": null}})
+                        .to_string(),
+                ),
+            });
+        }
         let mut text = answer(&request, &digest);
         if let (Some((lo, hi)), false) = (state.script.answer_tokens, schema_of(&request).is_some())
         {

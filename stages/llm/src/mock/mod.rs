@@ -16,7 +16,7 @@ mod chat;
 mod http;
 mod script;
 
-pub use script::{BatchScript, Fault, RetryAfter, Rule, Script};
+pub use script::{Answerer, BatchScript, Fault, RetryAfter, Rule, Script};
 
 use http::{Request, Response};
 use pipeline::Digest;
@@ -96,7 +96,12 @@ pub struct MockServer {
 impl MockServer {
     /// Start a server on a free loopback port.
     pub fn start(script: Script) -> std::io::Result<MockServer> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        Self::start_on("127.0.0.1:0", script)
+    }
+
+    /// Start a server on `addr` (`127.0.0.1:8390`; port 0: a free one).
+    pub fn start_on(addr: &str, script: Script) -> std::io::Result<MockServer> {
+        let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {

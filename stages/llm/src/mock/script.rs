@@ -2,7 +2,19 @@
 //! times a request has been seen, by the server's age), a request-rate limit it
 //! enforces and announces, a key it requires, and how its Batch API behaves.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Answers a chat request (its JSON body) in place of the mock's own answers: `Ok`
+/// with the content, `Err` with the message of a 400.
+#[derive(Clone)]
+pub struct Answerer(pub Arc<dyn Fn(&serde_json::Value) -> Result<String, String> + Send + Sync>);
+
+impl std::fmt::Debug for Answerer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Answerer")
+    }
+}
 
 /// A mock server's script.
 #[derive(Clone, Debug, Default)]
@@ -14,6 +26,9 @@ pub struct Script {
     /// Text answers (not JSON ones) this many tokens long, drawn from the request
     /// within `(min, max)`; `None`: the description as it comes.
     pub answer_tokens: Option<(u32, u32)>,
+    /// Answers from this function instead (a model of the world, such as the shapes
+    /// VLM); faults still apply first.
+    pub answerer: Option<Answerer>,
     /// Faults: the first rule that applies to a request decides its fate.
     pub rules: Vec<Rule>,
     /// Enforce this many requests per minute, in one-second windows of `rpm / 60`

@@ -1,0 +1,305 @@
+//! `model.grpo`: GRPO of a Janus-Pro model folder on an `rl_prompt` table
+//! ([`crate::grpo`]); the artifact is the trained model folder (`config.json`,
+//! `model.safetensors`, `tokenizer.json`) with `metrics.jsonl`, `eval.jsonl`,
+//! `report/*.png` and `rollouts/` (the `rollout` table of every trajectory sampled,
+//! with its reward, the judge's answer and request key, its advantage and log-prob).
+//!
+//! The image tokenizer decodes the rollouts' codes for the reward: the `tokenizer`
+//! input when bound (the shapes world's patch VQ), else the model's own VQ-16. Crash
+//! resume as `model.sft`: checkpoints as files every `checkpoint_every` steps, the
+//! judge's answers in the memo (no image is judged twice), the same rollouts drawn
+//! again after the checkpoint.
+
+use crate::core::harness::{Schedule, fit};
+use crate::core::params::Params;
+use crate::core::report::{jsonl, write_curves};
+use crate::grpo::config::GrpoConfig;
+use crate::grpo::reward::Rewarder;
+use crate::grpo::trainer::{PLOTS, Prompt, Setup, Trainer};
+use crate::held_out::HeldOut;
+use crate::janus::checkpoint::Checkpoint;
+use crate::janus::config::JanusConfig;
+use crate::janus::load::dtype_for;
+use crate::janus::text::TextTokenizer;
+use crate::janus::vq16::{CHECKPOINT_PREFIX, Vq16};
+use crate::tokenizer::ImageTokenizer;
+use datasets::shapes::Metadata;
+use datasets::table::{ShardOptions, ShardWriter, TableReader};
+use pipeline::{
+    Arity, ArtifactKind, ArtifactType, InputSpec, Output, OutputDecl, Resources, Stage,
+    StageContext, StageError,
+};
+use schemas::Row;
+use schemas::rl_prompt::RlPrompt;
+use schemas::rollout::Rollout;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+fn err(e: impl std::fmt::Display) -> StageError {
+    StageError::msg(e.to_string())
+}
+
+/// The prompts of the `prompts` table, with their records when the reward needs them.
+fn prompts(ctx: &StageContext, records: bool) -> Result<Vec<Prompt>, StageError> {
+    let mut out = Vec::new();
+    for rows in TableReader::open(&ctx.input("prompts")?.dir)?.rows::<RlPrompt>()? {
+        for p in rows? {
+            let record = match (&p.metadata, records) {
+                (Some(text), true) => Some(
+                    Metadata::from_json(text)
+                        .map_err(|e| StageError::msg(format!("prompt `{}`: {e}", p.id)))?,
+                ),
+                (None, true) => {
+                    return Err(StageError::msg(format!(
+                        "prompt `{}` has no shapes-GenEval record, which the shapes reward needs",
+                        p.id
+                    )));
+                }
+                (_, false) => None,
+            };
+            out.push(Prompt {
+                id: p.id,
+                text: p.prompt,
+                record,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The image tokenizer: the `tokenizer` input, else the model's VQ-16.
+fn image_tokenizer(
+    ctx: &StageContext,
+    config: &JanusConfig,
+    device: &candle_core::Device,
+) -> Result<Arc<dyn ImageTokenizer>, StageError> {
+    if let Some(t) = ctx.inputs("tokenizer").first() {
+        return Ok(crate::tokenizer::load(&t.dir)
+            .map_err(StageError::msg)?
+            .into());
+    }
+    let dir = &ctx.input("model")?.dir;
+    let vq = Checkpoint::open(dir)
+        .and_then(|c| {
+            Arc::new(c).build(dtype_for(device), device, |vb| {
+                Vq16::new(config.vq.clone(), vb.pp(CHECKPOINT_PREFIX))
+            })
+        })
+        .map_err(|e| err(e).context("loading the model's VQ-16"))?;
+    Ok(Arc::new(vq))
+}
+
+/// Train (see the module documentation).
+fn train(
+    config: &GrpoConfig,
+    ctx: &Arc<StageContext>,
+    handle: &tokio::runtime::Handle,
+) -> Result<Output, StageError> {
+    let model_in = ctx.input("model")?;
+    let device = config.device.open().map_err(StageError::msg)?;
+    let model_config = JanusConfig::from_file(&model_in.dir.join("config.json")).map_err(err)?;
+    let tokenizer_path = model_in.dir.join("tokenizer.json");
+    let text = TextTokenizer::from_file(&tokenizer_path).map_err(err)?;
+    let images = image_tokenizer(ctx, &model_config, &device)?;
+    if images.codebook_size() as usize != model_config.image_vocab {
+        return Err(StageError::msg(format!(
+            "the image tokenizer has {} codes, the model's image heads know {}",
+            images.codebook_size(),
+            model_config.image_vocab
+        )));
+    }
+    let prompts = prompts(ctx, config.reward.needs_records())?;
+    let params = Params::from_checkpoint(&model_in.dir, &model_config, &device)
+        .map_err(|e| err(e).context("loading the model"))?;
+    let trajectories = (config.steps * config.prompts_per_step * config.group_size) as u64;
+    let rewarder = Rewarder::open(&config.reward, ctx, trajectories, handle)?;
+    ctx.log(format!(
+        "{} parameters, {} prompts, {} steps of {} prompts × {} trajectories on {:?}",
+        params.count(),
+        prompts.len(),
+        config.steps,
+        config.prompts_per_step,
+        config.group_size,
+        device
+    ));
+    let rollouts = ctx.checkpoints().work_dir()?.join("rollouts");
+    std::fs::create_dir_all(&rollouts)?;
+    let mut trainer = Trainer::new(Setup {
+        config: config.clone(),
+        model_config,
+        text,
+        images: images.clone(),
+        params,
+        prompts,
+        rewarder,
+        dtype: dtype_for(&device),
+        model_id: model_in.digest.short(),
+        rollouts,
+    })
+    .map_err(err)?;
+    let held_out = match ctx.inputs("eval_prompts").first() {
+        Some(p) => {
+            let mut generate = config.eval.generate.clone();
+            generate.rationale = config.rationale;
+            generate.device = config.device;
+            Some(HeldOut::open(
+                &p.dir,
+                config.eval.max_prompts,
+                generate,
+                config.seed,
+                images,
+            )?)
+        }
+        None => None,
+    };
+    let schedule = Schedule {
+        steps: config.steps,
+        log_every: config.log_every,
+        eval_every: config.eval.every,
+        checkpoint_every: config.checkpoint_every,
+    };
+    let evals = fit(&mut trainer, schedule, ctx, |trainer| {
+        let Some(held_out) = &held_out else {
+            return Ok(Value::Null);
+        };
+        let step = crate::core::harness::Trainer::step(trainer);
+        let (model, text) = trainer.model().map_err(err)?;
+        let e = held_out.run(model, text)?;
+        let mut result = e.scores();
+        result["step"] = json!(step);
+        ctx.log(format!(
+            "step {step}: shapes-GenEval overall {:.3} (95% CI {:.3}–{:.3}) on {} prompts",
+            e.overall, e.interval.0, e.interval.1, e.summary.prompts
+        ));
+        Ok(result)
+    })?;
+    let out = &ctx.out_dir;
+    trainer.save_model(out, &tokenizer_path).map_err(err)?;
+    let metrics = trainer.metrics();
+    std::fs::write(out.join("metrics.jsonl"), jsonl(metrics))?;
+    if !evals.is_empty() {
+        let lines: Vec<String> = evals.iter().map(Value::to_string).collect();
+        std::fs::write(out.join("eval.jsonl"), lines.join("\n") + "\n")?;
+    }
+    write_curves(metrics, |m| m.step, PLOTS, &out.join("report")).map_err(StageError::msg)?;
+    let rows = merge_rollouts(
+        &trainer.rollout_tables().map_err(err)?,
+        &out.join("rollouts"),
+    )?;
+    let n = metrics.len().max(1) as f64;
+    let sum = |f: fn(&crate::grpo::StepMetrics) -> f64| metrics.iter().map(f).sum::<f64>();
+    Ok(Output {
+        rows: None,
+        schema: None,
+        meta: json!({
+            "steps": crate::core::harness::Trainer::step(&trainer),
+            "rollouts": rows,
+            "final_reward_mean": metrics.last().map(|m| m.reward_mean),
+            "reward_mean": sum(|m| m.reward_mean) / n,
+            "rollout_seconds": sum(|m| m.rollout_seconds),
+            "judge_wait_seconds": sum(|m| m.judge_wait_seconds),
+            "update_seconds": sum(|m| m.update_seconds),
+            "rationale": config.rationale,
+            "eval": evals.last().cloned().unwrap_or(Value::Null),
+        }),
+    })
+}
+
+/// The steps' rollout tables as one table in `out`; returns its rows.
+fn merge_rollouts(tables: &[std::path::PathBuf], out: &std::path::Path) -> Result<u64, StageError> {
+    std::fs::create_dir_all(out)?;
+    let mut writer = ShardWriter::new(
+        out,
+        Arc::new(Rollout::SCHEMA.arrow_schema()),
+        ShardOptions::default(),
+    );
+    for dir in tables {
+        for batch in TableReader::open(dir)?.rows::<Rollout>()? {
+            writer.write(&schemas::to_batch(&batch?)?)?;
+        }
+    }
+    Ok(writer.finish()?.rows)
+}
+
+pub struct Grpo;
+
+impl Stage for Grpo {
+    type Config = GrpoConfig;
+    const KIND: &'static str = "model.grpo";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "GRPO of a Janus-Pro model (ReasonGen-R1's RL): rollouts in groups, a reward per image (VLM judge over HTTP, the exact shapes judge, or a sum), PPO-clip with adaptive entropy and dynamic sampling.";
+    const INPUTS: &'static [InputSpec] = &[
+        InputSpec {
+            name: "model",
+            kinds: &[ArtifactKind::Model],
+            schema: None,
+            arity: Arity::One,
+            doc: "the Janus-Pro model folder to start from (model.sft's, or a released one)",
+        },
+        InputSpec {
+            name: "prompts",
+            kinds: &[ArtifactKind::Table],
+            schema: Some("rl_prompt"),
+            arity: Arity::One,
+            doc: "the RL prompts (with shapes-GenEval records for the shapes reward)",
+        },
+        InputSpec {
+            name: "tokenizer",
+            kinds: &[ArtifactKind::Model],
+            schema: None,
+            arity: Arity::Optional,
+            doc: "the image tokenizer that decodes the rollouts (default: the model's VQ-16)",
+        },
+        InputSpec {
+            name: "eval_prompts",
+            kinds: &[ArtifactKind::Table],
+            schema: Some("rl_prompt"),
+            arity: Arity::Optional,
+            doc: "held-out prompts with shapes-GenEval records, drawn and judged during training",
+        },
+    ];
+    const OUTPUT: OutputDecl = OutputDecl::Fixed(ArtifactType::of(ArtifactKind::Model));
+
+    fn resources(config: &GrpoConfig) -> Resources {
+        let gpu = config.device.wants_gpu();
+        Resources {
+            threads: if gpu {
+                1
+            } else {
+                config.threads.unwrap_or(u32::MAX)
+            },
+            gpus: gpu as u32,
+            llm_slots: judge_slots(&config.reward),
+        }
+    }
+
+    fn validate(config: &GrpoConfig, _: &pipeline::Bindings) -> Result<(), String> {
+        config.check()
+    }
+
+    async fn run(&self, config: GrpoConfig, ctx: StageContext) -> Result<Output, StageError> {
+        let handle = tokio::runtime::Handle::current();
+        let ctx = Arc::new(ctx);
+        super::on_threads(ctx.threads, move || {
+            // Messages may quote what the judge's server sent; a server may echo a key.
+            train(&config, &ctx, &handle).map_err(|e| {
+                if e.is_cancelled() {
+                    e
+                } else {
+                    StageError::msg(ctx.redact(&e.to_string()))
+                }
+            })
+        })
+        .await
+    }
+}
+
+/// The LLM request slots the judge holds.
+fn judge_slots(reward: &crate::grpo::reward::RewardConfig) -> u32 {
+    use crate::grpo::reward::RewardConfig;
+    match reward {
+        RewardConfig::Shapes => 0,
+        RewardConfig::Vlm(c) => c.limits.concurrency,
+        RewardConfig::Sum(parts) => parts.iter().map(|p| judge_slots(&p.reward)).sum(),
+    }
+}

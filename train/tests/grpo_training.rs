@@ -230,3 +230,150 @@ fn the_winner_rises_and_the_others_fall() {
         );
     }
 }
+
+mod judges {
+    //! The VLM reward over HTTP through the shapes VLM gives what the exact judge gives
+    //! in-process, on 120 images of the shapes world (clean and degraded renders, each
+    //! for its own prompt or for another prompt of its task).
+
+    use datasets::shapes::perturb::Degradation;
+    use datasets::shapes::{HeldOut, SceneGenerator, TaskCounts, prompt_set, render};
+    use pipeline::console::{Console, ConsoleMode};
+    use pipeline::events::EventSink;
+    use pipeline::executor::{Capacity, Outcome, RunOptions};
+    use pipeline::recipe::{Recipe, validate};
+    use pipeline::{
+        ArtifactKind, ArtifactType, InputSpec, Output, OutputDecl, Registry, Stage, StageContext,
+        StageError, Store,
+    };
+    use serde::{Deserialize, Serialize};
+    use std::sync::Arc;
+    use tokio_util::sync::CancellationToken;
+    use train::grpo::reward::{Item, RewardConfig, Rewarder};
+
+    #[derive(Serialize, Deserialize, schemars::JsonSchema)]
+    struct Config {}
+
+    /// A node that scores the images both ways and reports the rewards.
+    struct Agreement;
+
+    fn items() -> Vec<Item> {
+        let prompts = prompt_set(5, &TaskCounts::uniform(12), &HeldOut::default());
+        let mut scenes = SceneGenerator::new(3);
+        let mut out = Vec::new();
+        for (i, p) in prompts.iter().enumerate().take(60) {
+            let scene = scenes.for_metadata(&p.metadata).unwrap();
+            let clean = render(&scene, 64);
+            let degraded = Degradation {
+                blur_sigma: 0.8,
+                noise_sigma: 0.03,
+                jpeg_quality: None,
+                seed: i as u64,
+            }
+            .apply(&clean)
+            .unwrap();
+            // The same image judged against its own prompt and the next one of its task.
+            let other = prompts
+                .iter()
+                .skip(i + 1)
+                .find(|q| {
+                    q.metadata.tag == p.metadata.tag && q.metadata.prompt != p.metadata.prompt
+                })
+                .unwrap_or(p);
+            for (image, prompt) in [(clean, p), (degraded, other)] {
+                out.push(Item {
+                    prompt: prompt.metadata.prompt.clone(),
+                    record: Some(prompt.metadata.clone()),
+                    image,
+                });
+            }
+        }
+        out
+    }
+
+    impl Stage for Agreement {
+        type Config = Config;
+        const KIND: &'static str = "test.judges";
+        const VERSION: u32 = 1;
+        const DOC: &'static str = "both judges on the same images";
+        const INPUTS: &'static [InputSpec] = &[];
+        const OUTPUT: OutputDecl = OutputDecl::Fixed(ArtifactType::of(ArtifactKind::Report));
+
+        async fn run(&self, _: Config, ctx: StageContext) -> Result<Output, StageError> {
+            let handle = tokio::runtime::Handle::current();
+            let ctx = Arc::new(ctx);
+            tokio::task::spawn_blocking(move || {
+                let items = Arc::new(items());
+                let vlm: RewardConfig = serde_json::from_value(serde_json::json!({
+                    "vlm": {"endpoint": {"base_url": "builtin:shapes-vlm", "model": "shapes-vlm"}}
+                }))
+                .unwrap();
+                let mut rewards = Vec::new();
+                for config in [RewardConfig::Shapes, vlm] {
+                    let r = Rewarder::open(&config, &ctx, items.len() as u64, &handle)?;
+                    let scored: Vec<f64> = r
+                        .submit(items.clone())
+                        .wait()?
+                        .into_iter()
+                        .map(|o| o.map(|s| s.reward).map_err(StageError::msg))
+                        .collect::<Result<_, _>>()?;
+                    rewards.push(scored);
+                }
+                Ok(Output {
+                    meta: serde_json::json!({"shapes": rewards[0], "vlm": rewards[1]}),
+                    ..Output::default()
+                })
+            })
+            .await
+            .unwrap()
+        }
+    }
+
+    #[test]
+    fn the_http_judge_agrees_with_the_exact_judge() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let mut registry = Registry::new();
+        registry.register(Agreement);
+        let recipe = "[recipe]\nname = \"judges\"\n[nodes.judges]\nkind = \"test.judges\"\n";
+        let graph = validate(
+            Recipe::parse(&dir.path().join("r.toml"), recipe.into()).unwrap(),
+            &registry,
+        )
+        .unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let summary = rt
+            .block_on(pipeline::executor::run(
+                Arc::new(graph),
+                store.clone(),
+                pipeline::executor::new_run_id(),
+                RunOptions {
+                    capacity: Capacity {
+                        threads: 2,
+                        gpus: 0,
+                        llm_slots: 256,
+                    },
+                    targets: vec![],
+                    force: Default::default(),
+                    budget_usd: None,
+                },
+                EventSink::to_file(&dir.path().join("events.jsonl"), vec![]).unwrap(),
+                Console::new(ConsoleMode::Quiet),
+                CancellationToken::new(),
+            ))
+            .unwrap();
+        let digest = match &summary.outcomes[0].1 {
+            Outcome::Ran { digest, .. } => *digest,
+            other => panic!("{other:?}"),
+        };
+        let meta = store.manifest(&digest).unwrap().content.meta;
+        let (shapes, vlm) = (
+            meta["shapes"].as_array().unwrap(),
+            meta["vlm"].as_array().unwrap(),
+        );
+        assert_eq!(shapes.len(), 120);
+        assert_eq!(shapes, vlm, "the same reward for every image");
+        let ones = shapes.iter().filter(|r| r.as_f64() == Some(1.0)).count();
+        assert!((50..=70).contains(&ones), "{ones} of 120 correct");
+    }
+}

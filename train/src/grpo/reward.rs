@@ -15,7 +15,8 @@
 //!
 //! Scoring is started for a batch ([`Rewarder::submit`]) and collected later
 //! ([`Pending::wait`]), so that the trainer generates the next batch while a judge
-//! answers.
+//! answers; the judge takes one batch at a time (each with its own concurrency), so a
+//! request two batches hold is sent once.
 
 use datasets::shapes::{Judge, JudgeOptions, Metadata};
 use eval::vlm::{ShapesVlm, judge_image, judge_text, reward};
@@ -131,6 +132,9 @@ pub type Outcome = Result<Scored, String>;
 /// The judge model behind a VLM reward.
 pub struct Vlm {
     session: Arc<Session>,
+    /// One batch at a time goes to the judge, so a request of a later batch that an
+    /// earlier one holds too is found in the memo rather than sent twice.
+    turn: tokio::sync::Mutex<()>,
     shape: Shape,
     progress_secs: f64,
     /// The shapes VLM, when the run started it.
@@ -192,11 +196,14 @@ impl Rewarder {
                     TokenCounter::new(&c.cost, &ctx.recipe_dir).map_err(StageError::msg)?;
                 let shape =
                     Shape::new(&c, template, None, "judge", counter).map_err(StageError::msg)?;
+                // The session's memo writer runs on the runtime.
+                let _runtime = handle.enter();
                 let session =
                     Session::open(&c, ctx.clone(), items, ANSWERS_NAMESPACE, Expect::Text)?;
                 Rewarder::Vlm(
                     Arc::new(Vlm {
                         session,
+                        turn: tokio::sync::Mutex::new(()),
                         shape,
                         progress_secs: c.progress_secs,
                         _server: server,
@@ -337,6 +344,7 @@ impl Vlm {
                 request: Ok(request),
             });
         }
+        let _turn = self.turn.lock().await;
         let collected = self.session.resolve(jobs, self.progress_secs).await?;
         keys.iter()
             .map(|key| {

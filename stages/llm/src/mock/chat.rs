@@ -35,6 +35,9 @@ pub fn decide(state: &State, body: &[u8]) -> Decision {
         *n += 1;
         *n
     };
+    if seen > 1 {
+        state.counters.repeated.fetch_add(1, Relaxed);
+    }
     let age = state.started.elapsed();
     let fault = state.script.rules.iter().find(|r| {
         r.when

@@ -33,6 +33,10 @@ use tokio::sync::oneshot;
 pub struct Counts {
     /// Chat-completion requests (every attempt, faults included).
     pub chat: u64,
+    /// Of those, bodies that had arrived before (the same request sent again).
+    pub repeated: u64,
+    /// Chat requests received and not yet answered.
+    pub in_flight: u64,
     /// Of those, answered 429 (scripted or over the rate).
     pub rate_limited: u64,
     pub files: u64,
@@ -45,6 +49,8 @@ pub struct Counts {
 #[derive(Default)]
 struct Counters {
     chat: AtomicU64,
+    repeated: AtomicU64,
+    in_flight: AtomicU64,
     rate_limited: AtomicU64,
     files: AtomicU64,
     batches: AtomicU64,
@@ -153,6 +159,8 @@ impl MockServer {
         let c = &self.state.counters;
         Counts {
             chat: c.chat.load(Relaxed),
+            repeated: c.repeated.load(Relaxed),
+            in_flight: c.in_flight.load(Relaxed),
             rate_limited: c.rate_limited.load(Relaxed),
             files: c.files.load(Relaxed),
             batches: c.batches.load(Relaxed),
@@ -217,6 +225,8 @@ async fn route(state: &Arc<State>, req: &Request) -> chat::Decision {
     match (req.method.as_str(), path) {
         ("POST", "/v1/chat/completions") => {
             state.counters.chat.fetch_add(1, Relaxed);
+            state.counters.in_flight.fetch_add(1, Relaxed);
+            let _answered = InFlight(&state.counters.in_flight);
             if let Some(limited) = over_rate(state) {
                 return Respond(limited);
             }
@@ -252,6 +262,15 @@ fn jitter(script: &Script, body: &[u8]) -> std::time::Duration {
     }
     let mut rng = datasets::rng::Rng::new(Digest::of_bytes(body).seed());
     script.jitter.mul_f64(rng.unit())
+}
+
+/// Counts a chat request as answered when dropped (whatever path it leaves by).
+struct InFlight<'a>(&'a AtomicU64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
 }
 
 /// A 401 quoting the key received, when the script requires another.

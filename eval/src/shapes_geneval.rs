@@ -3,7 +3,7 @@
 //! GenEval's `results.jsonl` and summary, per-task scores, the overall score with a
 //! bootstrap confidence interval over prompts, and the counts behind them.
 
-use crate::bootstrap::{TaskPrompts, overall_interval};
+use crate::bootstrap::{PairedPrompts, TaskPrompts, overall_interval, paired_difference};
 use datasets::shapes::{Judge, JudgeOptions, Metadata, Summary, Task};
 use datasets::table::TableReader;
 use image::RgbImage;
@@ -143,6 +143,34 @@ impl Evaluation {
     }
 }
 
+/// The prompts two evaluations share, task by task, for a paired comparison; an error
+/// names a prompt one of them lacks.
+pub fn paired(a: &Evaluation, b: &Evaluation) -> Result<Vec<PairedPrompts>, String> {
+    let count = |e: &Evaluation| e.by_prompt.values().map(BTreeMap::len).sum::<usize>();
+    if count(a) != count(b) {
+        return Err(format!(
+            "the two evaluations judged {} and {} prompts: a paired comparison needs the same ones",
+            count(a),
+            count(b)
+        ));
+    }
+    a.by_prompt
+        .iter()
+        .map(|(task, prompts)| {
+            let theirs = b.by_prompt.get(task);
+            prompts
+                .iter()
+                .map(|(id, &mine)| {
+                    let other = theirs.and_then(|t| t.get(id)).ok_or_else(|| {
+                        format!("prompt `{id}` ({task}) was judged for one model only")
+                    })?;
+                    Ok((mine, *other))
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// Summarise verdicts: GenEval's summary, the overall score with its bootstrap interval
 /// over prompts (within each of GenEval's tasks; `scene` records are listed but not
 /// scored, as in [`Summary::overall`]), and per-task scores.
@@ -253,6 +281,13 @@ impl Stage for ShapesGenEval {
             arity: Arity::One,
             doc: "the prompts, whose metadata holds GenEval-style records",
         },
+        InputSpec {
+            name: "baseline",
+            kinds: &[ArtifactKind::Table],
+            schema: Some("eval_sample"),
+            arity: Arity::Optional,
+            doc: "another model's images of the same prompts: the report adds the difference of the overall scores with a paired bootstrap interval",
+        },
     ];
     const OUTPUT: OutputDecl = OutputDecl::Fixed(ArtifactType::of(ArtifactKind::Report));
 
@@ -263,23 +298,51 @@ impl Stage for ShapesGenEval {
     ) -> Result<Output, StageError> {
         let samples = ctx.input("samples")?.clone();
         let prompts = ctx.input("prompts")?.clone();
+        let baseline = ctx.inputs("baseline").first().cloned();
         tokio::task::spawn_blocking(move || {
             let mut prompt_rows = Vec::new();
             for rows in TableReader::open(&prompts.dir)?.rows::<RlPrompt>()? {
                 prompt_rows.extend(rows?);
             }
             let records = records(prompt_rows).map_err(StageError::from)?;
-            let reader = TableReader::open(&samples.dir)?;
-            let mut rows = Vec::new();
-            for batch in reader.rows::<EvalSample>()? {
-                ctx.check_cancelled()?;
-                rows.extend(batch?);
-            }
-            let e = evaluate(rows, &records, config.bootstrap_rounds, config.seed)
-                .map_err(StageError::from)?;
+            let judged = |dir: &std::path::Path| -> Result<Evaluation, StageError> {
+                let mut rows = Vec::new();
+                for batch in TableReader::open(dir)?.rows::<EvalSample>()? {
+                    ctx.check_cancelled()?;
+                    rows.extend(batch?);
+                }
+                Ok(evaluate(rows, &records, config.bootstrap_rounds, config.seed)?)
+            };
+            let e = judged(&samples.dir)?;
             let (overall, (lo, hi), summary, lines) = (e.overall, e.interval, &e.summary, &e.lines);
             let mut scores = e.scores();
             scores["judge"] = json!("exact shapes judge (colour segmentation + geometry, GenEval rules)");
+            let versus = match &baseline {
+                Some(b) => {
+                    let base = judged(&b.dir)?;
+                    let (d, dlo, dhi) = paired_difference(
+                        &paired(&base, &e).map_err(StageError::msg)?,
+                        config.bootstrap_rounds,
+                        0.95,
+                        config.seed,
+                    );
+                    scores["versus_baseline"] = json!({
+                        "baseline": b.node,
+                        "baseline_overall": base.overall,
+                        "difference": d,
+                        "difference_ci95": [dlo, dhi],
+                    });
+                    ctx.log(format!(
+                        "versus `{}` ({:.3}): {d:+.3} (paired 95% CI {dlo:+.3} to {dhi:+.3})",
+                        b.node, base.overall
+                    ));
+                    format!(
+                        "\nAgainst `{}` ({:.3}) on the same prompts: **{d:+.3}** (paired bootstrap 95% interval {dlo:+.3} to {dhi:+.3}).\n",
+                        b.node, base.overall
+                    )
+                }
+                None => String::new(),
+            };
             let mut results = lines.join("\n");
             results.push('\n');
             std::fs::write(ctx.out_dir.join("results.jsonl"), results)?;
@@ -289,6 +352,7 @@ impl Stage for ShapesGenEval {
                 "# Shapes GenEval\n\nOverall **{overall:.3}** (95% bootstrap interval {lo:.3}–{hi:.3}) over {} prompts, {} images, judged by the exact shapes judge.\n\n| task | score | prompts |\n| --- | ---: | ---: |\n",
                 summary.prompts, summary.images
             );
+            md.insert_str(md.find("\n\n| task").expect("the table"), &versus);
             for (tag, v) in scores["tasks"].as_object().expect("object") {
                 let _ = writeln!(md, "| {tag} | {:.3} | {} |", v["score"].as_f64().unwrap_or(0.0), v["prompts"]);
             }

@@ -165,3 +165,58 @@ fn set_overrides_are_checked_like_the_file() {
     let e = apply_all(&mut recipe, &[Override::parse("b.times=3").unwrap()]).unwrap_err();
     assert!(e.to_string().contains("--set b.times=3: no node"), "{e}");
 }
+
+#[test]
+fn included_recipes_bring_their_nodes_seeds_and_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("base.toml"),
+        "[recipe]\nname = \"base\"\nseed = 9\n\n[nodes.a]\nkind = \"test.source\"\nconfig = { text = \"x\" }\n",
+    )
+    .unwrap();
+    let outer = dir.path().join("outer.toml");
+    let parse = |src: &str| {
+        std::fs::write(&outer, src).unwrap();
+        Recipe::load(&outer)
+    };
+    let recipe = parse(
+        "[recipe]\nname = \"outer\"\ninclude = \"base.toml\"\n\n[nodes.b]\nkind = \"test.source\"\nconfig = { text = \"y\" }\n",
+    )
+    .unwrap();
+    let ids: Vec<&str> = recipe.nodes.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"]);
+    assert_eq!(
+        recipe.node("a").unwrap().seed,
+        Some(9),
+        "its own recipe's seed"
+    );
+    assert_eq!(recipe.node("b").unwrap().seed, None);
+    let graph = validate(recipe, &support::registry()).unwrap();
+    assert_eq!(graph.nodes.len(), 2);
+
+    let twice = parse(
+        "[recipe]\ninclude = [\"base.toml\"]\n[nodes.a]\nkind = \"test.source\"\nconfig = { text = \"y\" }\n",
+    )
+    .unwrap_err();
+    assert!(
+        twice.diagnostics[0]
+            .message
+            .contains("already defined by an included recipe"),
+        "{twice}"
+    );
+    // A mistake in the included recipe points into its file.
+    std::fs::write(
+        dir.path().join("base.toml"),
+        "[nodes.a]\nkind = \"test.source\"\nconfig = { text = \"x\", texts = 1 }\n",
+    )
+    .unwrap();
+    let recipe = parse("[recipe]\ninclude = \"base.toml\"\n").unwrap();
+    let Err(e) = validate(recipe, &support::registry()) else {
+        panic!("the included node's mistake is found")
+    };
+    let d = &e.diagnostics[0];
+    assert!(
+        d.file.ends_with("base.toml") && d.position.map(|p| p.0) == Some(3),
+        "{d}"
+    );
+}

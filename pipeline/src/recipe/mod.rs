@@ -15,6 +15,9 @@
 //! config = { where = "tag = 'two_object'" }
 //! ```
 //!
+//! `[recipe] include = ["other.toml"]` adds another recipe's nodes (each with its own
+//! recipe's seed, so their keys and cached results are the same in both recipes).
+//!
 //! This module parses and checks recipes; every error names the file, line, node and
 //! key. [`validate`] turns a parsed recipe into a [`Graph`] of prepared nodes against a
 //! registry, before anything runs.
@@ -48,6 +51,8 @@ pub struct Recipe {
     source: String,
     /// Byte spans of keys, by dotted path (`nodes.a.config.where`).
     spans: BTreeMap<String, Range<usize>>,
+    /// The recipes `include` named, whose nodes come first in `nodes`.
+    included: Vec<Recipe>,
 }
 
 /// One `[nodes.ID]` table.
@@ -89,6 +94,12 @@ impl Recipe {
         key: Option<&str>,
         message: String,
     ) -> Diagnostic {
+        if let Some(id) = node
+            && !self.spans.contains_key(&format!("nodes.{id}"))
+            && let Some(inner) = self.included.iter().find(|r| r.node(id).is_some())
+        {
+            return inner.diagnostic_at(key_path, Some(id), key, message);
+        }
         let mut probe = key_path.to_string();
         let span = loop {
             if let Some(span) = self.spans.get(&probe) {

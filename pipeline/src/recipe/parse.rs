@@ -8,7 +8,7 @@ use std::ops::Range;
 use std::path::Path;
 use toml::de::{DeTable, DeValue};
 
-const RECIPE_KEYS: &[&str] = &["name", "description", "seed"];
+const RECIPE_KEYS: &[&str] = &["name", "description", "seed", "include"];
 const NODE_KEYS: &[&str] = &["kind", "inputs", "config", "seed", "description"];
 
 pub(super) fn parse(path: &Path, source: String) -> Result<Recipe, RecipeError> {
@@ -43,6 +43,7 @@ pub(super) fn parse(path: &Path, source: String) -> Result<Recipe, RecipeError> 
         nodes: Vec::new(),
         source,
         spans,
+        included: Vec::new(),
     };
     let mut problems = Vec::new();
 
@@ -72,6 +73,7 @@ pub(super) fn parse(path: &Path, source: String) -> Result<Recipe, RecipeError> 
             )),
         }
     }
+    include(&mut recipe, &mut problems);
     if recipe.nodes.is_empty() && problems.is_empty() {
         problems.push(Diagnostic::file(
             path,
@@ -105,6 +107,7 @@ fn read_header(recipe: &mut Recipe, value: &toml::Value, problems: &mut Vec<Diag
                 Err(m) => problems.push(recipe.diagnostic_at(&at, None, Some(&at), m)),
             },
             ("description", toml::Value::String(s)) => recipe.description = Some(s.clone()),
+            ("include", _) => {}
             ("seed", toml::Value::Integer(n)) if *n >= 0 => recipe.seed = *n as u64,
             ("name" | "description", _) => {
                 problems.push(recipe.diagnostic_at(&at, None, Some(&at), "must be a string".into()))
@@ -123,6 +126,73 @@ fn read_header(recipe: &mut Recipe, value: &toml::Value, problems: &mut Vec<Diag
             )),
         }
     }
+}
+
+/// The nodes of the recipes `[recipe] include` names (files next to this one, or paths
+/// relative to its folder), before this recipe's own: each keeps its recipe's seed and
+/// its messages point into its own file; a node id defined twice is an error.
+fn include(recipe: &mut Recipe, problems: &mut Vec<Diagnostic>) {
+    let table: toml::Table = match toml::from_str(&recipe.source) {
+        Ok(t) => t,
+        Err(_) => return,
+    };
+    let Some(value) = table.get("recipe").and_then(|r| r.get("include")) else {
+        return;
+    };
+    let at = "recipe.include";
+    let files: Vec<String> = match value {
+        toml::Value::String(s) => vec![s.clone()],
+        toml::Value::Array(a) if a.iter().all(toml::Value::is_str) => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => {
+            problems.push(recipe.diagnostic_at(
+                at,
+                None,
+                Some(at),
+                "must be a file or a list of files".into(),
+            ));
+            return;
+        }
+    };
+    let mut nodes = Vec::new();
+    for file in files {
+        let path = recipe.dir.join(&file);
+        if path == recipe.path
+            || std::path::absolute(&path).ok() == std::path::absolute(&recipe.path).ok()
+        {
+            problems.push(recipe.diagnostic_at(
+                at,
+                None,
+                Some(at),
+                format!("`{file}` includes itself"),
+            ));
+            continue;
+        }
+        match Recipe::load(&path) {
+            Ok(inner) => {
+                for mut node in inner.nodes.clone() {
+                    node.seed = node.seed.or(Some(inner.seed));
+                    nodes.push(node);
+                }
+                recipe.included.push(inner);
+            }
+            Err(e) => problems.extend(e.diagnostics),
+        }
+    }
+    for node in &recipe.nodes {
+        if nodes.iter().any(|n: &NodeDecl| n.id == node.id) {
+            problems.push(recipe.diagnostic_at(
+                &format!("nodes.{}", node.id),
+                Some(&node.id),
+                None,
+                "this node id is already defined by an included recipe".into(),
+            ));
+        }
+    }
+    nodes.append(&mut recipe.nodes);
+    recipe.nodes = nodes;
 }
 
 fn read_node(

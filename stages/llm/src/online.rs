@@ -38,7 +38,7 @@ pub async fn collect(
                     session.ledger.failed();
                     collected.failures.insert(key, failure);
                 }
-                session.ctx.progress.inc(1);
+                session.resolved();
             }
             job = jobs.recv(), if open && tasks.len() < concurrency => match job {
                 None => open = false,
@@ -49,7 +49,7 @@ pub async fn collect(
                         Err(why) => {
                             session.ledger.failed();
                             collected.failures.insert(key, Failure::new(ErrorClass::BadInput, why));
-                            session.ctx.progress.inc(1);
+                            session.resolved();
                             continue;
                         }
                     };
@@ -68,7 +68,7 @@ pub async fn collect(
                         });
                         continue;
                     }
-                    session.ctx.progress.inc(1);
+                    session.resolved();
                 }
             },
             else => break,

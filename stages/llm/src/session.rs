@@ -32,17 +32,21 @@ pub struct Session {
     pub writer: MemoWriter,
     pub expect: Expect,
     pub limits: LimitsConfig,
+    /// The jobs are the node's rows: each resolved one advances its progress.
+    rows: bool,
 }
 
 impl Session {
-    /// A session for `rows` requests of `config`, answers kept in the memo namespace
-    /// `namespace` and validated as `expect` says.
+    /// A session for `requests` requests of `config`, answers kept in the memo namespace
+    /// `namespace` and validated as `expect` says; with `rows`, the requests are the
+    /// node's rows and advance its progress.
     pub fn open(
         config: &LlmConfig,
         ctx: Arc<StageContext>,
-        rows: u64,
+        requests: u64,
         namespace: &str,
         expect: Expect,
+        rows: bool,
     ) -> Result<Arc<Session>, StageError> {
         let budgets = budgets(config, &ctx)?;
         let concurrency = config.limits.concurrency as usize;
@@ -53,13 +57,14 @@ impl Session {
             client,
             gate: Gate::new(&config.limits, budgets.clone()),
             backoff: Backoff::new(&config.limits),
-            ledger: Ledger::new(config, rows, budgets.clone()),
+            ledger: Ledger::new(config, requests, budgets.clone()),
             budgets,
             writer: MemoWriter::start(memo.clone()),
             memo,
             expect,
             limits: config.limits.clone(),
             ctx,
+            rows,
         }))
     }
 
@@ -86,6 +91,13 @@ impl Session {
     /// treated as absent, and replaced when the request is answered again).
     pub fn lookup(&self, key: &Digest) -> Result<Option<Answer>, StageError> {
         Ok(self.memo.get_json(key)?)
+    }
+
+    /// One more job resolved.
+    pub fn resolved(&self) {
+        if self.rows {
+            self.ctx.progress.inc(1);
+        }
     }
 
     /// A bill came in above its worst case: the bound on what a request can cost does

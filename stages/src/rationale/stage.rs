@@ -101,6 +101,7 @@ async fn run<T: Task>(config: &LlmConfig, ctx: &Arc<StageContext>) -> Result<Out
         rows,
         ANSWERS_NAMESPACE,
         shape.expect().clone(),
+        true,
     )?;
 
     // Pass 1: answers into the memo.

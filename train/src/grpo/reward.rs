@@ -198,8 +198,14 @@ impl Rewarder {
                     Shape::new(&c, template, None, "judge", counter).map_err(StageError::msg)?;
                 // The session's memo writer runs on the runtime.
                 let _runtime = handle.enter();
-                let session =
-                    Session::open(&c, ctx.clone(), items, ANSWERS_NAMESPACE, Expect::Text)?;
+                let session = Session::open(
+                    &c,
+                    ctx.clone(),
+                    items,
+                    ANSWERS_NAMESPACE,
+                    Expect::Text,
+                    false,
+                )?;
                 Rewarder::Vlm(
                     Arc::new(Vlm {
                         session,

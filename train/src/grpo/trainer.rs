@@ -740,10 +740,14 @@ impl harness::Trainer for Trainer {
 
     fn log_line(&self, m: &StepMetrics) -> String {
         let h = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+        let per_step =
+            self.metrics.iter().map(|m| m.seconds).sum::<f64>() / self.metrics.len().max(1) as f64;
+        let eta = per_step * self.config.steps.saturating_sub(m.step) as f64;
         format!(
-            "step {}/{}: reward {:.3} ± {:.3} over {} trajectories ({} failed), {}/{} groups kept in {} generation batch(es), entropy text {} image {}, α {:.1e}/{:.1e}, clip {:.3}, kl {:.4}, grad norm {:.3}, rationale {:.1} tokens ({:.0}% capped), rollout {:.1} s, judge wait {:.1} s, update {:.1} s ({:.0} tokens/s)",
+            "step {}/{} (ETA {:.0} s): reward {:.3} ± {:.3} over {} trajectories ({} failed), {}/{} groups kept in {} generation batch(es), entropy text {} image {}, α {:.1e}/{:.1e}, clip {:.3}, kl {:.4}, grad norm {:.3}, rationale {:.1} tokens ({:.0}% capped), rollout {:.1} s, judge wait {:.1} s, update {:.1} s ({:.0} tokens/s)",
             m.step,
             self.config.steps,
+            eta,
             m.reward_mean,
             m.reward_std,
             m.trajectories,

@@ -110,7 +110,7 @@ pub async fn collect(
 
 impl Run<'_> {
     fn resolved(&self) {
-        self.session.ctx.progress.inc(1);
+        self.session.resolved();
     }
 
     fn fail(&mut self, key: Digest, failure: Failure) {

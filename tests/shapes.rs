@@ -1,7 +1,7 @@
 //! The shapes recipe's data half (smaller counts): scenes, teacher, pairing, patch VQ,
 //! tokenize, release, prompt sets; a second run is entirely cached; the judge agrees
 //! with every scene's record; every sample carries its codes. (The model half is
-//! `shapes_sft.rs`.)
+//! `shapes_models.rs`.)
 
 mod common;
 

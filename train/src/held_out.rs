@@ -5,13 +5,14 @@
 //! judge ([`eval::shapes_geneval`]).
 
 use crate::janus::draw::{GenerateConfig, draw, sample_seed};
+use crate::janus::load::DeviceChoice;
 use crate::janus::model::Janus;
 use crate::janus::text::TextTokenizer;
 use crate::tokenizer::ImageTokenizer;
 use datasets::shapes::{Judge, JudgeOptions, Metadata};
 use datasets::table::TableReader;
 use eval::shapes_geneval::{Evaluation, Judged, judge, records, summarize};
-use pipeline::StageError;
+use pipeline::{StageContext, StageError};
 use schemars::JsonSchema;
 use schemas::rl_prompt::RlPrompt;
 use serde::{Deserialize, Serialize};
@@ -96,6 +97,44 @@ impl HeldOut {
             seed,
             images,
         })
+    }
+
+    /// The held-out evaluation of a training node: its `eval_prompts` input, when bound,
+    /// drawn as `eval` says (in the run's rationale mode, on its device) and decoded by
+    /// `images`.
+    pub fn of_node(
+        ctx: &StageContext,
+        eval: &EvalOptions,
+        rationale: bool,
+        device: DeviceChoice,
+        seed: u64,
+        images: Arc<dyn ImageTokenizer>,
+    ) -> Result<Option<HeldOut>, StageError> {
+        let Some(prompts) = ctx.inputs("eval_prompts").first() else {
+            return Ok(None);
+        };
+        let mut generate = eval.generate.clone();
+        generate.rationale = rationale;
+        generate.device = device;
+        HeldOut::open(&prompts.dir, eval.max_prompts, generate, seed, images).map(Some)
+    }
+
+    /// The scores at `step` of `model` (as `eval.jsonl` holds them), logged.
+    pub fn scores_at(
+        &self,
+        step: usize,
+        model: &Janus,
+        text: &TextTokenizer,
+        ctx: &StageContext,
+    ) -> Result<serde_json::Value, StageError> {
+        let e = self.run(model, text)?;
+        let mut result = e.scores();
+        result["step"] = serde_json::json!(step);
+        ctx.log(format!(
+            "step {step}: shapes-GenEval overall {:.3} (95% CI {:.3}–{:.3}) on {} prompts",
+            e.overall, e.interval.0, e.interval.1, e.summary.prompts
+        ));
+        Ok(result)
     }
 
     /// Draw every prompt `samples` times with `model` and judge the images.

@@ -1,9 +1,30 @@
-//! What a run leaves beside its model: `metrics.jsonl` (one JSON line per step) and
-//! PNG curves, each plot a few named series of (step, value) read off the metrics.
+//! What a run leaves beside its model ([`write_run`]): `metrics.jsonl` (one JSON line
+//! per step), `eval.jsonl` (one line per held-out evaluation) and PNG curves in
+//! `report/`, each plot a few named series of (step, value) read off the metrics.
 
 use datasets::images::plot::{Series, line_png};
 use serde::Serialize;
 use std::path::Path;
+
+/// Write `metrics.jsonl`, `eval.jsonl` (when there are evaluations) and the curves
+/// into the artifact folder `out`.
+pub fn write_run<M: Serialize>(
+    out: &Path,
+    metrics: &[M],
+    evals: &[serde_json::Value],
+    step: fn(&M) -> usize,
+    plots: &[Plot<M>],
+) -> Result<(), String> {
+    let write = |name: &str, text: String| {
+        let path = out.join(name);
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    write("metrics.jsonl", jsonl(metrics))?;
+    if !evals.is_empty() {
+        write("eval.jsonl", jsonl(evals))?;
+    }
+    write_curves(metrics, step, plots, &out.join("report")).map(drop)
+}
 
 /// One JSON line per step.
 pub fn jsonl<M: Serialize>(metrics: &[M]) -> String {

@@ -12,7 +12,7 @@
 
 use crate::core::harness::{Schedule, fit};
 use crate::core::params::Params;
-use crate::core::report::{jsonl, write_curves};
+use crate::core::report::write_run;
 use crate::grpo::config::GrpoConfig;
 use crate::grpo::reward::Rewarder;
 use crate::grpo::trainer::{PLOTS, Prompt, Setup, Trainer};
@@ -137,51 +137,32 @@ fn train(
         rollouts,
     })
     .map_err(err)?;
-    let held_out = match ctx.inputs("eval_prompts").first() {
-        Some(p) => {
-            let mut generate = config.eval.generate.clone();
-            generate.rationale = config.rationale;
-            generate.device = config.device;
-            Some(HeldOut::open(
-                &p.dir,
-                config.eval.max_prompts,
-                generate,
-                config.seed,
-                images,
-            )?)
-        }
-        None => None,
-    };
+    let held_out = HeldOut::of_node(
+        ctx,
+        &config.eval,
+        config.rationale,
+        config.device,
+        config.seed,
+        images,
+    )?;
     let schedule = Schedule {
         steps: config.steps,
         log_every: config.log_every,
         eval_every: config.eval.every,
         checkpoint_every: config.checkpoint_every,
     };
-    let evals = fit(&mut trainer, schedule, ctx, |trainer| {
-        let Some(held_out) = &held_out else {
-            return Ok(Value::Null);
-        };
-        let step = crate::core::harness::Trainer::step(trainer);
-        let (model, text) = trainer.model().map_err(err)?;
-        let e = held_out.run(model, text)?;
-        let mut result = e.scores();
-        result["step"] = json!(step);
-        ctx.log(format!(
-            "step {step}: shapes-GenEval overall {:.3} (95% CI {:.3}–{:.3}) on {} prompts",
-            e.overall, e.interval.0, e.interval.1, e.summary.prompts
-        ));
-        Ok(result)
+    let evals = fit(&mut trainer, schedule, ctx, |trainer| match &held_out {
+        None => Ok(Value::Null),
+        Some(held_out) => {
+            let step = crate::core::harness::Trainer::step(trainer);
+            let (model, text) = trainer.model().map_err(err)?;
+            held_out.scores_at(step, model, text, ctx)
+        }
     })?;
     let out = &ctx.out_dir;
     trainer.save_model(out, &tokenizer_path).map_err(err)?;
     let metrics = trainer.metrics();
-    std::fs::write(out.join("metrics.jsonl"), jsonl(metrics))?;
-    if !evals.is_empty() {
-        let lines: Vec<String> = evals.iter().map(Value::to_string).collect();
-        std::fs::write(out.join("eval.jsonl"), lines.join("\n") + "\n")?;
-    }
-    write_curves(metrics, |m| m.step, PLOTS, &out.join("report")).map_err(StageError::msg)?;
+    write_run(out, metrics, &evals, |m| m.step, PLOTS).map_err(StageError::msg)?;
     let rows = merge_rollouts(
         &trainer.rollout_tables().map_err(err)?,
         &out.join("rollouts"),

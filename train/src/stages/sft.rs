@@ -16,7 +16,7 @@
 
 use crate::core::harness::{Schedule, fit};
 use crate::core::params::Params;
-use crate::core::report::{jsonl, write_curves};
+use crate::core::report::write_run;
 use crate::held_out::HeldOut;
 use crate::janus::config::JanusConfig;
 use crate::janus::load::dtype_for;
@@ -77,37 +77,39 @@ fn train(config: &SftConfig, ctx: &StageContext) -> Result<Output, StageError> {
         dtype_for(&device),
     )
     .map_err(err)?;
-    let held_out = held_out(config, ctx)?;
+    // The held-out evaluation needs the image tokenizer that decodes its codes.
+    let held_out = match ctx.inputs("tokenizer").first() {
+        Some(t) => {
+            let images = crate::tokenizer::load(&t.dir).map_err(StageError::msg)?;
+            HeldOut::of_node(
+                ctx,
+                &config.eval,
+                config.rationale,
+                config.device,
+                config.seed,
+                images.into(),
+            )?
+        }
+        None => None,
+    };
     let schedule = Schedule {
         steps: config.steps,
         log_every: config.log_every,
         eval_every: config.eval.every,
         checkpoint_every: config.checkpoint_every,
     };
-    let evals = fit(&mut trainer, schedule, ctx, |trainer| {
-        let Some(held_out) = &held_out else {
-            return Ok(Value::Null);
-        };
-        let step = trainer.step();
-        let (model, text) = trainer.model().map_err(err)?;
-        let e = held_out.run(model, text)?;
-        let mut result = e.scores();
-        result["step"] = json!(step);
-        ctx.log(format!(
-            "step {step}: shapes-GenEval overall {:.3} (95% CI {:.3}–{:.3}) on {} prompts",
-            e.overall, e.interval.0, e.interval.1, e.summary.prompts
-        ));
-        Ok(result)
+    let evals = fit(&mut trainer, schedule, ctx, |trainer| match &held_out {
+        None => Ok(Value::Null),
+        Some(held_out) => {
+            let step = trainer.step();
+            let (model, text) = trainer.model().map_err(err)?;
+            held_out.scores_at(step, model, text, ctx)
+        }
     })?;
     let out = &ctx.out_dir;
     trainer.save_model(out, &tokenizer_path).map_err(err)?;
     let metrics = trainer.metrics();
-    std::fs::write(out.join("metrics.jsonl"), jsonl(metrics))?;
-    if !evals.is_empty() {
-        let lines: Vec<String> = evals.iter().map(Value::to_string).collect();
-        std::fs::write(out.join("eval.jsonl"), lines.join("\n") + "\n")?;
-    }
-    write_curves(metrics, |m| m.step, PLOTS, &out.join("report")).map_err(StageError::msg)?;
+    write_run(out, metrics, &evals, |m| m.step, PLOTS).map_err(StageError::msg)?;
     let (tokens, positions, seconds) = metrics.iter().fold((0, 0, 0.0), |(t, p, s), m| {
         (t + m.tokens, p + m.positions, s + m.seconds)
     });
@@ -128,28 +130,6 @@ fn train(config: &SftConfig, ctx: &StageContext) -> Result<Output, StageError> {
             "eval": evals.last().cloned().unwrap_or(Value::Null),
         }),
     })
-}
-
-/// The held-out evaluation, when `eval_prompts` and an image `tokenizer` are bound.
-fn held_out(config: &SftConfig, ctx: &StageContext) -> Result<Option<HeldOut>, StageError> {
-    let (Some(prompts), Some(tokenizer)) = (
-        ctx.inputs("eval_prompts").first(),
-        ctx.inputs("tokenizer").first(),
-    ) else {
-        return Ok(None);
-    };
-    let mut generate = config.eval.generate.clone();
-    generate.rationale = config.rationale;
-    generate.device = config.device;
-    let images = crate::tokenizer::load(&tokenizer.dir).map_err(StageError::msg)?;
-    let held_out = HeldOut::open(
-        &prompts.dir,
-        config.eval.max_prompts,
-        generate,
-        config.seed,
-        images.into(),
-    )?;
-    Ok(Some(held_out))
 }
 
 pub struct Sft;

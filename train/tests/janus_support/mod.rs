@@ -8,6 +8,30 @@ use std::path::{Path, PathBuf};
 use train::janus::parity;
 use train::janus::{Janus, Ops};
 
+/// The parameters of `params` that `grads` gives no gradient, or only zeros.
+pub fn without_gradient<'a>(
+    params: &'a train::core::params::Params,
+    grads: &candle_core::backprop::GradStore,
+) -> Vec<&'a String> {
+    params
+        .names
+        .iter()
+        .zip(&params.vars)
+        .filter(|(_, v)| {
+            grads.get(v.as_tensor()).is_none_or(|g| {
+                g.abs()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+                    == 0.0
+            })
+        })
+        .map(|(n, _)| n)
+        .collect()
+}
+
 /// Max abs error allowed against transformers in F32.
 pub const TOLERANCE: f32 = 1e-4;
 

@@ -2,28 +2,36 @@
 //! VLM in this test process: a run killed with `kill -9` after a checkpoint and run
 //! again resumes there, sends no image to the judge twice, and ends with the model an
 //! uninterrupted run ends with (CPU, one thread); the artifact holds the rollouts, the
-//! metrics and the curves.
+//! metrics and the curves; each reward leads back to the exact judge request; a judge
+//! that keeps failing marks its trajectories failed, and past `max_failed_fraction`
+//! fails the node.
 
 mod common;
 
 use common::Project;
 use datasets::table::TableReader;
 use eval::vlm::ShapesVlm;
-use llm::mock::{Answerer, MockServer, Script};
+use llm::mock::{Answerer, Fault, MockServer, Rule, Script};
 use pipeline::Store;
 use schemas::rollout::Rollout;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use train::grpo::reward::{judge_config, judge_request, judge_shape};
 
 const STEPS: usize = 4;
 
 fn shapes_vlm() -> MockServer {
+    shapes_vlm_failing(vec![])
+}
+
+fn shapes_vlm_failing(rules: Vec<Rule>) -> MockServer {
     let vlm = Arc::new(ShapesVlm::default());
     MockServer::start(Script {
         latency: Duration::from_millis(20),
         answerer: Some(Answerer(Arc::new(move |r| vlm.answer_request(r)))),
+        rules,
         ..Script::default()
     })
     .unwrap()
@@ -75,7 +83,7 @@ config = {{ steps = 20, batch_size = 4, lr = 3e-3, seed = 1, checkpoint_every = 
 [nodes.grpo]
 kind = "model.grpo"
 inputs = {{ model = "sft", prompts = "rl_prompts", tokenizer = "vq" }}
-config = {{ steps = {STEPS}, prompts_per_step = 3, group_size = 4, micro_batch = 6, dynamic_sampling = false, lr = 1e-3, template = "{{}}. Output a richly detailed prompt: ", max_rationale_tokens = 24, rollout_batch = 4, checkpoint_every = 1, device = "cpu", threads = 1, seed = 3, entropy = {{ text = {{ target = 1.0 }}, image = {{ target = 1.0 }} }}, reward = {{ vlm = {{ endpoint = {{ base_url = "{url}", model = "shapes-vlm" }}, limits = {{ concurrency = 4 }} }} }} }}
+config = {{ steps = {STEPS}, prompts_per_step = 3, group_size = 4, micro_batch = 6, dynamic_sampling = false, lr = 1e-3, template = "{{}}. Output a richly detailed prompt: ", max_rationale_tokens = 24, rollout_batch = 4, checkpoint_every = 1, device = "cpu", threads = 1, seed = 3, entropy = {{ text = {{ target = 1.0 }}, image = {{ target = 1.0 }} }}, reward = {{ vlm = {{ endpoint = {{ base_url = "{url}", model = "shapes-vlm" }}, limits = {{ concurrency = 4, max_attempts = 2, backoff_initial_secs = 0.01, backoff_max_secs = 0.02 }} }} }} }}
 "#
     )
 }
@@ -175,9 +183,84 @@ fn a_killed_grpo_run_resumes_without_judging_an_image_twice() {
                 .is_some_and(|a| a.contains("\\boxed{"))
             && r.log_prob.is_some()
     }));
+    // From a reward to the exact request the judge got: rebuilt from the row's prompt and
+    // image, it has the key the row records.
+    let judge: llm::LlmConfig = serde_json::from_value(serde_json::json!({
+        "endpoint": {"base_url": server.url(), "model": "shapes-vlm"},
+        "limits": {"concurrency": 4, "max_attempts": 2, "backoff_initial_secs": 0.01, "backoff_max_secs": 0.02},
+    }))
+    .unwrap();
+    let shape = judge_shape(&judge_config(&judge), &p.path(".")).unwrap();
+    for r in rows.iter().take(5) {
+        let image = image::load_from_memory(r.image.as_ref().unwrap().bytes.as_deref().unwrap())
+            .unwrap()
+            .to_rgb8();
+        let (key, _) = judge_request(&shape, &r.prompt, &image).unwrap();
+        assert_eq!(Some(key.to_hex()), r.request_key, "{}", r.id);
+    }
     let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), STEPS);
     for png in ["reward.png", "entropy.png", "alpha.png", "groups.png"] {
         assert!(dir.join("report").join(png).exists(), "{png}");
     }
+}
+
+#[test]
+fn judge_failures_are_marked_and_past_the_allowed_fraction_fail_the_node() {
+    // Every request about a circle fails with 500s, whatever the retries.
+    let failing =
+        || shapes_vlm_failing(vec![Rule::always(Fault::server_error(500)).when("circle")]);
+    let server = failing();
+    let p = Project::new();
+    p.write(
+        "r.toml",
+        &recipe(&server.url()).replace(
+            "checkpoint_every = 1,",
+            "checkpoint_every = 1, max_failed_fraction = 1.0,",
+        ),
+    );
+    p.run(&["run", "r.toml"]).ok();
+    let rows: Vec<Rollout> = TableReader::open(&grpo_dir(&p).join("rollouts"))
+        .unwrap()
+        .rows::<Rollout>()
+        .unwrap()
+        .flat_map(Result::unwrap)
+        .collect();
+    let (failed, scored): (Vec<&Rollout>, Vec<&Rollout>) =
+        rows.iter().partition(|r| r.prompt.contains("circle"));
+    assert!(
+        !failed.is_empty() && !scored.is_empty(),
+        "{} and {}",
+        failed.len(),
+        scored.len()
+    );
+    for r in failed {
+        let why = r.failure.as_deref().unwrap_or_default();
+        assert!(why.contains("server") && why.contains("500"), "{why}");
+        assert_eq!(
+            (r.reward, r.advantage, r.kept),
+            (0.0, 0.0, Some(false)),
+            "{}",
+            r.id
+        );
+        assert!(r.request_key.is_none() && r.judge_answer.is_none());
+    }
+    assert!(
+        scored
+            .iter()
+            .all(|r| r.failure.is_none() && r.judge_answer.is_some())
+    );
+
+    // With the default allowance (5 %), the node fails and says why.
+    let server = failing();
+    let q = Project::new();
+    q.write("r.toml", &recipe(&server.url()));
+    let run = q.run(&["run", "r.toml"]);
+    assert_ne!(run.code, Some(0));
+    assert!(
+        run.text().contains("the reward failed for")
+            && run.text().contains("more than max_failed_fraction = 0.05"),
+        "{}",
+        run.text()
+    );
 }

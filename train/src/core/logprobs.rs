@@ -48,8 +48,15 @@ fn head(
     let device = hidden.device();
     let n = targets.positions.len();
     let positions = Tensor::from_slice(&targets.positions, n, device)?;
-    let labels = Tensor::from_slice(&targets.targets, (n, 1), device)?;
-    let mut logits = head(&hidden.index_select(&positions, 0)?)?.to_dtype(DType::F32)?;
+    let logits = head(&hidden.index_select(&positions, 0)?)?;
+    label_values(&logits, &targets.targets, options).map(Some)
+}
+
+/// The log-probability of each label under its row of `logits` ([n, vocab]), and the
+/// row's entropy if asked.
+fn label_values(logits: &Tensor, labels: &[u32], options: Options) -> Result<HeadLogProbs> {
+    let labels = Tensor::from_slice(labels, (labels.len(), 1), logits.device())?;
+    let mut logits = logits.to_dtype(DType::F32)?;
     if let Some(c) = options.clamp {
         logits = logits.clamp(-c, c)?;
     }
@@ -60,7 +67,7 @@ fn head(
     } else {
         None
     };
-    Ok(Some(HeadLogProbs { log_probs, entropy }))
+    Ok(HeadLogProbs { log_probs, entropy })
 }
 
 /// One forward of `model` over `batch` (differentiable), and its labels' values.
@@ -73,4 +80,42 @@ pub fn log_probs(model: &Janus, batch: &Batch, options: Options) -> Result<LogPr
         text: head(&flat, &batch.text, options, |x| model.text_logits(x))?,
         image: head(&flat, &batch.image, options, |x| model.image_logits(x))?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn values(logits: [f32; 4], label: u32, clamp: Option<f64>) -> (Vec<f32>, Vec<f32>) {
+        let t = Tensor::new(&[logits], &Device::Cpu).unwrap();
+        let options = Options {
+            clamp,
+            entropy: true,
+        };
+        let h = label_values(&t, &[label], options).unwrap();
+        (
+            h.log_probs.to_vec1().unwrap(),
+            h.entropy.unwrap().to_vec1().unwrap(),
+        )
+    }
+
+    #[test]
+    fn log_probs_and_entropies_by_hand() {
+        // Uniform logits: log p = −ln 4 and H = ln 4.
+        let (lp, h) = values([0.0; 4], 2, None);
+        assert!((lp[0] + 4f32.ln()).abs() < 1e-6 && (h[0] - 4f32.ln()).abs() < 1e-6);
+        // p ∝ (e², 1, 1, 1): direct −Σ p ln p.
+        let e2 = 2f32.exp();
+        let z = e2 + 3.0;
+        let p = [e2 / z, 1.0 / z, 1.0 / z, 1.0 / z];
+        let direct: f32 = -p.iter().map(|p| p * p.ln()).sum::<f32>();
+        let (lp, h) = values([2.0, 0.0, 0.0, 0.0], 0, None);
+        assert!((lp[0] - p[0].ln()).abs() < 1e-6, "{lp:?}");
+        assert!((h[0] - direct).abs() < 1e-6, "{h:?} vs {direct}");
+        // Clamped at ±30, as the GRPO actor: a logit of 100 counts as 30.
+        let (lp, _) = values([100.0, 0.0, 0.0, 0.0], 1, Some(30.0));
+        let want = -(30f32.exp() + 3.0).ln();
+        assert!((lp[0] - want).abs() < 1e-4, "{lp:?} vs {want}");
+    }
 }

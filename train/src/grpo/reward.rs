@@ -99,11 +99,44 @@ impl RewardConfig {
 }
 
 /// The judge's config with ReasonGen-R1's sampling where the recipe leaves it open.
-fn judge_config(config: &LlmConfig) -> LlmConfig {
+pub fn judge_config(config: &LlmConfig) -> LlmConfig {
     let mut c = config.clone();
     c.sampling.temperature.get_or_insert(0.0);
     c.sampling.max_tokens.get_or_insert(JUDGE_MAX_TOKENS);
     c
+}
+
+/// The shape of the judge's requests under `config` (from [`judge_config`]):
+/// ReasonGen-R1's template with the image where it says `<image>`, text answers.
+pub fn judge_shape(config: &LlmConfig, recipe_dir: &std::path::Path) -> Result<Shape, String> {
+    let builtin = Builtin {
+        name: "reasongen-r1-judge",
+        version: 1,
+        system: "",
+        user: "{before}<image>{after}",
+    };
+    let template = Template::new(&builtin, &config.template, &["before", "after"])?;
+    let counter = TokenCounter::new(&config.cost, recipe_dir)?;
+    Shape::new(config, template, None, "judge", counter)
+}
+
+/// The judge request of `image` for `prompt`, and its key in the memo: what a rollout
+/// row's `request_key` names.
+pub fn judge_request(
+    shape: &Shape,
+    prompt: &str,
+    image: &RgbImage,
+) -> Result<(pipeline::Digest, llm::Request), String> {
+    let png = crate::janus::draw::png(&judge_image(image)?).map_err(|e| e.to_string())?;
+    let (before, after) = judge_text(prompt);
+    let fill = |slot: &str| {
+        if slot == "before" {
+            before.clone()
+        } else {
+            after.clone()
+        }
+    };
+    shape.build(fill, Some(&png))
 }
 
 /// One image to score.
@@ -171,6 +204,9 @@ impl Rewarder {
             RewardConfig::Shapes => Rewarder::Shapes(Judge::new(JudgeOptions::default())),
             RewardConfig::Vlm(c) => {
                 let mut c = judge_config(c);
+                // Built before the shapes VLM's port replaces `builtin:shapes-vlm`, so
+                // that request keys, which hold the base URL, stay the same across runs.
+                let shape = judge_shape(&c, &ctx.recipe_dir).map_err(StageError::msg)?;
                 let server = if c.endpoint.base_url == BUILTIN_SHAPES_VLM {
                     let vlm = Arc::new(ShapesVlm::default());
                     let server = MockServer::start(Script {
@@ -184,18 +220,6 @@ impl Rewarder {
                 } else {
                     None
                 };
-                let builtin = Builtin {
-                    name: "reasongen-r1-judge",
-                    version: 1,
-                    system: "",
-                    user: "{before}<image>{after}",
-                };
-                let template = Template::new(&builtin, &c.template, &["before", "after"])
-                    .map_err(StageError::msg)?;
-                let counter =
-                    TokenCounter::new(&c.cost, &ctx.recipe_dir).map_err(StageError::msg)?;
-                let shape =
-                    Shape::new(&c, template, None, "judge", counter).map_err(StageError::msg)?;
                 // The session's memo writer runs on the runtime.
                 let _runtime = handle.enter();
                 let session = Session::open(
@@ -330,20 +354,8 @@ impl Vlm {
         let mut keys = Vec::with_capacity(items.len());
         let mut jobs = Vec::with_capacity(items.len());
         for item in items {
-            let png = crate::janus::draw::png(&judge_image(&item.image).map_err(StageError::msg)?)
-                .map_err(StageError::msg)?;
-            let (before, after) = judge_text(&item.prompt);
-            let fill = |slot: &str| {
-                if slot == "before" {
-                    before.clone()
-                } else {
-                    after.clone()
-                }
-            };
-            let (key, request) = self
-                .shape
-                .build(fill, Some(&png))
-                .map_err(StageError::msg)?;
+            let (key, request) =
+                judge_request(&self.shape, &item.prompt, &item.image).map_err(StageError::msg)?;
             keys.push(key);
             jobs.push(Job {
                 key,
@@ -372,5 +384,57 @@ impl Vlm {
                 Ok(Err(format!("judge request {}: {why}", key.short())))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datasets::shapes::{HeldOut, SceneGenerator, TaskCounts, prompt_set, render};
+
+    #[test]
+    fn a_sum_weighs_its_parts_and_records_each() {
+        let prompts = prompt_set(1, &TaskCounts::uniform(2), &HeldOut::default());
+        let mut scenes = SceneGenerator::new(2);
+        let right = &prompts[0].metadata;
+        let image = render(&scenes.for_metadata(right).unwrap(), 64);
+        let wrong = prompts
+            .iter()
+            .find(|p| p.metadata.tag != right.tag)
+            .map(|p| &p.metadata)
+            .unwrap();
+        let item = |record: &Metadata| Item {
+            prompt: record.prompt.clone(),
+            record: Some(record.clone()),
+            image: image.clone(),
+        };
+        let judge = || Rewarder::Shapes(Judge::new(JudgeOptions::default()));
+        let sum = Rewarder::Sum(vec![
+            (1.0, "exact".into(), judge()),
+            (0.5, "half".into(), judge()),
+        ]);
+        let outcomes = sum
+            .submit(Arc::new(vec![item(right), item(wrong)]))
+            .wait()
+            .unwrap();
+        let right = outcomes[0].as_ref().unwrap();
+        assert_eq!(right.reward, 1.5);
+        assert_eq!(
+            right.parts,
+            BTreeMap::from([("exact".to_string(), 1.0), ("half".to_string(), 1.0)])
+        );
+        assert_eq!(outcomes[1].as_ref().unwrap().reward, 0.0);
+        // Without a record the shapes judge cannot score: a failure, not a 0.
+        let bare = Item {
+            record: None,
+            ..item(wrong)
+        };
+        let failed = judge().submit(Arc::new(vec![bare])).wait().unwrap();
+        assert!(
+            failed[0]
+                .as_ref()
+                .unwrap_err()
+                .contains("no shapes-GenEval record")
+        );
     }
 }

@@ -207,15 +207,24 @@ fn a_killed_grpo_run_resumes_without_judging_an_image_twice() {
 
 #[test]
 fn judge_failures_are_marked_and_past_the_allowed_fraction_fail_the_node() {
-    // Every request about a circle fails with 500s, whatever the retries.
+    // Every request about a circle fails with 500s, whatever the retries (the circuit
+    // breaker held open, so that the other requests still go).
     let failing =
         || shapes_vlm_failing(vec![Rule::always(Fault::server_error(500)).when("circle")]);
+    let recipe = |url: &str, allowed: &str| {
+        recipe(url)
+            .replace(
+                "max_attempts = 2,",
+                "max_attempts = 2, breaker = { window = 100000 },",
+            )
+            .replace("checkpoint_every = 1,", allowed)
+    };
     let server = failing();
     let p = Project::new();
     p.write(
         "r.toml",
-        &recipe(&server.url()).replace(
-            "checkpoint_every = 1,",
+        &recipe(
+            &server.url(),
             "checkpoint_every = 1, max_failed_fraction = 1.0,",
         ),
     );
@@ -245,16 +254,19 @@ fn judge_failures_are_marked_and_past_the_allowed_fraction_fail_the_node() {
         );
         assert!(r.request_key.is_none() && r.judge_answer.is_none());
     }
-    assert!(
-        scored
-            .iter()
-            .all(|r| r.failure.is_none() && r.judge_answer.is_some())
-    );
+    for r in scored {
+        assert!(
+            r.failure.is_none() && r.judge_answer.is_some(),
+            "{}: {:?}",
+            r.prompt,
+            r.failure
+        );
+    }
 
     // With the default allowance (5 %), the node fails and says why.
     let server = failing();
     let q = Project::new();
-    q.write("r.toml", &recipe(&server.url()));
+    q.write("r.toml", &recipe(&server.url(), "checkpoint_every = 1,"));
     let run = q.run(&["run", "r.toml"]);
     assert_ne!(run.code, Some(0));
     assert!(

@@ -5,10 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Answers a chat request (its JSON body) in place of the mock's own answers: `Ok`
-/// with the content, `Err` with the message of a 400.
+/// A function from a chat request's JSON body to the answer's content (`Err`: the
+/// message of a 400).
+pub type AnswerFn = dyn Fn(&serde_json::Value) -> Result<String, String> + Send + Sync;
+
+/// Answers chat requests in place of the mock's own answers.
 #[derive(Clone)]
-pub struct Answerer(pub Arc<dyn Fn(&serde_json::Value) -> Result<String, String> + Send + Sync>);
+pub struct Answerer(pub Arc<AnswerFn>);
 
 impl std::fmt::Debug for Answerer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

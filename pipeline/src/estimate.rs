@@ -76,7 +76,6 @@ pub enum NodeEstimate {
 /// What a stage sees when asked for an estimate: its built inputs, the memo, its last
 /// artifact in this recipe, and the recipe folder.
 pub struct EstimateContext {
-    pub node: String,
     pub recipe_dir: PathBuf,
     pub(crate) inputs: BTreeMap<String, Vec<InputArtifact>>,
     /// The node's artifact from its last run, if any (to learn from what it did).
@@ -155,7 +154,6 @@ pub fn estimates(
             _ => None,
         };
         let ctx = EstimateContext {
-            node: node.id.clone(),
             recipe_dir: graph.recipe.dir.clone(),
             inputs,
             previous,

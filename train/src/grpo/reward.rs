@@ -73,10 +73,10 @@ impl RewardConfig {
                     return Err("reward.vlm: the judge's template is ReasonGen-R1's".into());
                 }
                 let mut c = judge_config(c);
-                c.endpoint.base_url = c
-                    .endpoint
-                    .base_url
-                    .replace(BUILTIN_SHAPES_VLM, "http://127.0.0.1:1/v1");
+                // The builtin server's URL is known once the run starts it.
+                if c.endpoint.base_url == BUILTIN_SHAPES_VLM {
+                    c.endpoint.base_url = "http://127.0.0.1/v1".into();
+                }
                 c.check(false).map_err(|e| format!("reward.vlm: {e}"))
             }
             RewardConfig::Sum(parts) => {

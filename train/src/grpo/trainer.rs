@@ -162,6 +162,10 @@ pub struct Progress {
     pub entropy: (AdaptiveEntropy, AdaptiveEntropy),
 }
 
+/// A micro-batch of trajectories: the batch, which trajectory each row is, and each
+/// row's advantage.
+type Micro = (Batch, Vec<usize>, Vec<f32>);
+
 /// A sampled trajectory with its place and its reward.
 struct Sampled {
     prompt: usize,
@@ -573,15 +577,13 @@ impl Trainer {
     }
 
     /// The kept groups' scored trajectories as `ppo_mini_batches` mini-batches (whole
-    /// groups, in order), each cut into micro-batches of similar lengths: the batch,
-    /// which trajectory each row is, and each row's advantage.
-    #[allow(clippy::type_complexity)]
+    /// groups, in order), each cut into micro-batches of similar lengths.
     fn mini_batches(
         &mut self,
         sampled: &[Sampled],
         kept: &[Vec<usize>],
         advantage: &[Option<f64>],
-    ) -> Result<Vec<Vec<(Batch, Vec<usize>, Vec<f32>)>>> {
+    ) -> Result<Vec<Vec<Micro>>> {
         let c = &self.config;
         let device = self.stepper.device();
         let all_ones = Weights {

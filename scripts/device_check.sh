@@ -9,7 +9,7 @@
 #    and finds the CUDA 13 libraries it links (libcudart, libcublas, libcublasLt,
 #    libcurand, libnvrtc; libcuda is the driver's).
 # 2. Parity with transformers' Janus on the committed goldens, on the GPU in BF16 and
-#    in F32 (`reasongen bench janus-parity`; tolerances in src/bench/janus_parity.rs).
+#    in F32 (`reasongen bench janus-parity`; tolerances in eval/bench/src/janus_parity.rs).
 # 3. Image-generation throughput, Janus-Pro-1B-sized random weights, batch 16, CFG 5,
 #    576 codes per image: reasongen beside transformers' Janus in PyTorch on the same
 #    GPU (scripts/janus_gpu_bench.py).

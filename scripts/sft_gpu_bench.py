@@ -10,7 +10,7 @@ the generation head), the ReasonGen-R1 SFT loss. PyTorch runs transformers'
 aligner and head; the understanding tower and the VQ are built tiny and not trained);
 reasongen runs `reasongen bench sft --json` with the same preset, batch and length.
 Both print step time, tokens/s and, on a GPU, MFU with the same FLOP count (see
-`src/bench/sft.rs`).
+`eval/bench/src/sft.rs`).
 
     python scripts/sft_gpu_bench.py --binary target/release/reasongen            # GPU, 1B sizes
     python scripts/sft_gpu_bench.py --binary target/debug/reasongen --smoke      # CPU, tiny sizes
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from transformers import JanusConfig, JanusForConditionalGeneration, JanusVisionConfig, JanusVQVAEConfig, LlamaConfig
 
-# The presets of `src/bench/sft.rs`: (text config, image vocab, code dim, codes per image, default length).
+# The presets of `eval/bench/src/sft.rs`: (text config, image vocab, code dim, codes per image, default length).
 PRESETS = {
     "tiny": (
         dict(vocab_size=1024, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -67,7 +67,7 @@ def trainable(name: str) -> bool:
 
 
 def flops(preset: str, rows: int, text_len: int, image_len: int) -> float:
-    """The FLOP count of `src/bench/sft.rs` (PaLM's convention)."""
+    """The FLOP count of `eval/bench/src/sft.rs` (PaLM's convention)."""
     t, image_vocab, code_dim, _, _ = PRESETS[preset]
     h, layers = t["hidden_size"], t["num_hidden_layers"]
     hd = h // t["num_attention_heads"]

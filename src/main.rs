@@ -1,7 +1,6 @@
 //! `reasongen`: the command line. A thin layer over the crates: it parses arguments,
 //! opens the store, and prints what the engine returns.
 
-mod bench;
 mod convert;
 mod docs;
 mod export;

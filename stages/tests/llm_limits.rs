@@ -10,7 +10,7 @@ mod llm_support;
 use llm::mock::{BatchScript, Fault, MockServer, Rule, Script};
 use llm_support::{Project, assert_partition, ids, plan_recipe, prompts};
 use proptest::prelude::*;
-use proptest::test_runner::TestCaseError;
+use proptest::test_runner::{RngSeed, TestCaseError};
 use std::time::{Duration, Instant};
 
 fn config(url: &str, limits: &str, extra: &str) -> String {
@@ -218,9 +218,11 @@ fn full_cost(rows: usize, answer_tokens: (u32, u32), input_price: f64, output_pr
 }
 
 proptest! {
+    // A fixed seed: CI runs the same cases every time (a failure reproduces).
     #![proptest_config(ProptestConfig {
-        cases: 10,
+        cases: 16,
         failure_persistence: None,
+        rng_seed: RngSeed::Fixed(19),
         ..ProptestConfig::default()
     })]
 

@@ -121,9 +121,9 @@ fn cut(text: &mut String, mut bytes: usize) {
     text.truncate(bytes);
 }
 
-/// Pad `text` (or cut it) so that it counts `tokens` tokens.
+/// Pad `text` (or cut it) so that it counts `tokens` tokens, never empty.
 fn fit(text: &mut String, tokens: u64) {
-    let bytes = (tokens.max(1) as usize - 1) * 4;
+    let bytes = ((tokens.max(1) as usize - 1) * 4).max(1);
     while text.len() < bytes {
         text.push_str(" lorem");
     }

@@ -1,5 +1,8 @@
-//! `reasongen bench …`: benchmarks that print figures. BENCHMARKS.md records results
-//! and how to reproduce them.
+//! reasongen's benchmarks (`reasongen bench …`): commands that print figures, with the
+//! peer tools (pyarrow, img2dataset, Curator, distilabel, transformers) run beside them
+//! where one exists. BENCHMARKS.md records results and how to reproduce them. A crate
+//! of its own, so that the binary stays a thin CLI; the benchmarks that run recipes
+//! start the executable they run in (`reasongen`).
 
 mod dag;
 mod images;

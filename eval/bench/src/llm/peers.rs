@@ -27,7 +27,7 @@ pub static PEERS: [Peer; 2] = [
         package: "bespokelabs-curator",
         script: (
             "curator_bench.py",
-            include_str!("../../../scripts/llm_peers/curator_bench.py"),
+            include_str!("../../../../scripts/llm_peers/curator_bench.py"),
         ),
     },
     Peer {
@@ -36,7 +36,7 @@ pub static PEERS: [Peer; 2] = [
         package: "distilabel",
         script: (
             "distilabel_bench.py",
-            include_str!("../../../scripts/llm_peers/distilabel_bench.py"),
+            include_str!("../../../../scripts/llm_peers/distilabel_bench.py"),
         ),
     },
 ];

@@ -664,3 +664,88 @@ fn source_stages_are_registered_with_documented_configs() {
         }
     }
 }
+
+mod benchmark {
+    //! `source.benchmark`: the built-in suites as `rl_prompt` tables, and a wrong
+    //! DPG-Bench question file refused with what to do.
+
+    use datasets::table::TableReader;
+    use schemas::rl_prompt::RlPrompt;
+    use stages::sources::benchmark::{BenchmarkConfig, SuiteName, T2iName, write_benchmark};
+
+    fn table(config: BenchmarkConfig) -> Vec<RlPrompt> {
+        let dir = tempfile::tempdir().unwrap();
+        write_benchmark(&config, dir.path(), dir.path()).unwrap();
+        TableReader::open(dir.path())
+            .unwrap()
+            .rows::<RlPrompt>()
+            .unwrap()
+            .flat_map(Result::unwrap)
+            .collect()
+    }
+
+    fn config(suite: SuiteName) -> BenchmarkConfig {
+        BenchmarkConfig {
+            suite,
+            t2i_files: None,
+            dpg_questions: None,
+            limit: None,
+        }
+    }
+
+    #[test]
+    fn each_suite_becomes_its_prompts() {
+        let g = table(config(SuiteName::Geneval));
+        assert_eq!(g.len(), 553);
+        assert_eq!(g[0].family, "geneval");
+        let record: serde_json::Value =
+            serde_json::from_str(g[0].metadata.as_deref().unwrap()).unwrap();
+        assert_eq!(record["prompt"].as_str(), Some(g[0].prompt.as_str()));
+        assert_eq!(record["tag"].as_str(), g[0].tag.as_deref());
+        let long = table(config(SuiteName::GenevalLong));
+        assert_eq!((long.len(), long[0].family.as_str()), (553, "geneval_long"));
+        assert_eq!(table(config(SuiteName::DpgBench)).len(), 1065);
+        let t2i = table(config(SuiteName::T2iCompbench));
+        assert_eq!(t2i.len(), 6 * 300, "the paper's six categories");
+        assert!(
+            t2i[0]
+                .metadata
+                .as_deref()
+                .unwrap()
+                .contains("dataset_before_2025-09-03/color_val.txt")
+        );
+        let current = table(BenchmarkConfig {
+            t2i_files: Some(vec![T2iName::Color]),
+            limit: Some(5),
+            ..config(SuiteName::T2iCompbench)
+        });
+        assert_eq!(current.len(), 5);
+        assert!(
+            current[0]
+                .metadata
+                .as_deref()
+                .unwrap()
+                .contains("\"dataset/color_val.txt\"")
+        );
+    }
+
+    #[test]
+    fn a_dpg_question_file_of_another_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("dpg_bench.csv"), "item_id,text\n0,x\n").unwrap();
+        let e = write_benchmark(
+            &BenchmarkConfig {
+                dpg_questions: Some("dpg_bench.csv".into()),
+                ..config(SuiteName::DpgBench)
+            },
+            dir.path(),
+            &dir.path().join("out"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("dpg_bench.csv") && e.contains("98457fc9901943f51ff9a30367250fc292533bed"),
+            "{e}"
+        );
+    }
+}

@@ -6,7 +6,9 @@
 //!   one of our schemas;
 //! - [`reasongen_sft`] (`source.reasongen_sft`): the published ReasonGen-R1-SFT-230k
 //!   Parquet as it is → `sft_sample`;
-//! - [`prompts`] (`source.prompts`): prompt lists (`.txt`, `.jsonl`) → `rl_prompt`.
+//! - [`prompts`] (`source.prompts`): prompt lists (`.txt`, `.jsonl`) → `rl_prompt`;
+//! - [`benchmark`] (`source.benchmark`): GenEval's, DPG-Bench's or T2I-CompBench's
+//!   prompts, built in → `rl_prompt`.
 //!
 //! Each stage module holds its config, its `Stage` impl and a plain `write_*` function
 //! that takes paths and writes the table, so that the work can be tested (and reused)
@@ -21,6 +23,7 @@ mod lines;
 mod mapping;
 mod read;
 
+pub mod benchmark;
 pub mod image_folder;
 pub mod prompts;
 pub mod reasongen_sft;
@@ -37,6 +40,7 @@ pub fn register(registry: &mut Registry) {
     registry.register(table::SourceTable);
     registry.register(reasongen_sft::ReasonGenSft);
     registry.register(prompts::Prompts);
+    registry.register(benchmark::Benchmark);
 }
 
 /// Where a `write_*` function reports as it goes (the engine's progress tracker).

@@ -30,6 +30,8 @@ const SMALL: &[&str] = &[
     "rl_prompts",
     "--target",
     "eval_prompts",
+    "--target",
+    "contamination",
 ];
 
 fn args<'a>(cmd: &'a str, recipe: &'a str) -> Vec<&'a str> {
@@ -54,14 +56,14 @@ fn the_shapes_recipe_runs_then_is_cached_and_its_data_is_right() {
     let recipe = repo("recipes/shapes.toml").display().to_string();
     let first = p.run(&args("run", &recipe)).ok();
     assert!(
-        first.text().contains("succeeded: 9 ran"),
+        first.text().contains("succeeded: 10 ran"),
         "{}",
         first.text()
     );
     let again = p.run(&args("run", &recipe)).ok();
-    assert!(again.text().contains("0 ran, 9 fresh"), "{}", again.text());
+    assert!(again.text().contains("0 ran, 10 fresh"), "{}", again.text());
     let plan = p.run(&args("plan", &recipe)).ok();
-    assert!(plan.stdout.contains("9 fresh, 0 stale"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("10 fresh, 0 stale"), "{}", plan.stdout);
 
     // The judge reads every rendered scene as its record says.
     let judge = Judge::new(JudgeOptions::default());
@@ -103,6 +105,20 @@ fn the_shapes_recipe_runs_then_is_cached_and_its_data_is_right() {
         .unwrap();
     assert_eq!(samples + dropped as usize, 240);
     assert!(samples >= 180, "{samples} samples of 240 scenes");
+
+    // The contamination guard read every held-out prompt against every training prompt
+    // (five families per sample, one per RL prompt) and found none.
+    let guard = p.run(&["show", "shapes/contamination"]).ok();
+    assert!(
+        guard.stdout.contains("\"overlapping_prompts\":0,"),
+        "{}",
+        guard.stdout
+    );
+    assert!(
+        guard.stdout.contains("\"benchmark_prompts\":"),
+        "{}",
+        guard.stdout
+    );
 
     // The release is in the Hugging Face layout.
     let status = p.run(&["show", "shapes/release"]).ok();

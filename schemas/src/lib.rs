@@ -26,7 +26,7 @@ pub use def::{ALL, SchemaDef, find, nullable_field, nullable_type};
 pub use evolution::{Conformance, EvolutionError, adapt, conform};
 pub use features::hf_features;
 pub use id::{BadSchemaId, SchemaId};
-pub use rows::{Row, RowError, from_batch, to_batch};
+pub use rows::{Row, RowError, columns_from_batch, from_batch, to_batch};
 
 /// Parquet key-value metadata key holding the schema id (`name@version`).
 pub const SCHEMA_METADATA_KEY: &str = "reasongen.schema";

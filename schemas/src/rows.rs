@@ -36,8 +36,17 @@ pub fn to_batch<R: Row>(rows: &[R]) -> Result<RecordBatch, RowError> {
 
 /// The rows of a batch (whose columns must be the schema's).
 pub fn from_batch<R: Row>(batch: &RecordBatch) -> Result<Vec<R>, RowError> {
+    columns_from_batch(R::SCHEMA, batch)
+}
+
+/// Some columns of a `def` table as a partial row type `T` (whose fields name the
+/// columns), for readers that need a few columns of a wide table.
+pub fn columns_from_batch<T: DeserializeOwned>(
+    def: &SchemaDef,
+    batch: &RecordBatch,
+) -> Result<Vec<T>, RowError> {
     serde_arrow::from_record_batch(batch).map_err(|source| RowError {
-        schema: R::SCHEMA.id().to_string(),
+        schema: def.id().to_string(),
         source,
     })
 }

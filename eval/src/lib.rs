@@ -6,6 +6,7 @@
 
 pub mod bootstrap;
 pub mod contamination;
+pub mod scores;
 pub mod shapes_geneval;
 pub mod vlm;
 
@@ -15,4 +16,5 @@ use pipeline::Registry;
 pub fn register(registry: &mut Registry) {
     registry.register(shapes_geneval::ShapesGenEval);
     registry.register(contamination::Contamination);
+    registry.register(scores::Scores);
 }

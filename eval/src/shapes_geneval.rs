@@ -4,6 +4,7 @@
 //! bootstrap confidence interval over prompts, and the counts behind them.
 
 use crate::bootstrap::{PairedPrompts, TaskPrompts, overall_interval, paired_difference};
+use crate::scores::{self, ScoreContext, prompt_set};
 use datasets::shapes::{Judge, JudgeOptions, Metadata, Summary, Task};
 use datasets::table::TableReader;
 use image::RgbImage;
@@ -13,6 +14,7 @@ use pipeline::{
 };
 use schemars::JsonSchema;
 use schemas::eval_sample::EvalSample;
+use schemas::eval_score::EvalScore;
 use schemas::rl_prompt::RlPrompt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -36,6 +38,9 @@ fn default_rounds() -> usize {
 }
 
 pub struct ShapesGenEval;
+
+/// The judge, as the score table names it.
+pub const JUDGE: &str = "exact shapes judge (colour segmentation + geometry, GenEval rules)";
 
 /// Why samples could not be judged.
 #[derive(Debug, thiserror::Error)]
@@ -229,36 +234,87 @@ pub fn summarize(
     Ok(e)
 }
 
-/// Judge every sample (encoded image rows) against its prompt's record.
+/// Judge every sample (encoded image rows) against its prompt's record, in order.
+pub fn judge_all(
+    samples: &[EvalSample],
+    records: &HashMap<String, Metadata>,
+) -> Result<Vec<Judged>, EvalError> {
+    let shapes = Judge::new(JudgeOptions::default());
+    samples
+        .iter()
+        .map(|s| {
+            let record = records
+                .get(&s.prompt_id)
+                .ok_or_else(|| EvalError::UnknownPrompt {
+                    sample: s.id.clone(),
+                    prompt: s.prompt_id.clone(),
+                })?;
+            let bytes = s
+                .image
+                .bytes
+                .as_deref()
+                .ok_or_else(|| EvalError::NoImage(s.id.clone()))?;
+            let image = image::load_from_memory(bytes)
+                .map_err(|e| EvalError::BadImage {
+                    sample: s.id.clone(),
+                    message: e.to_string(),
+                })?
+                .to_rgb8();
+            Ok(judge(
+                &shapes,
+                s.id.clone(),
+                s.prompt_id.clone(),
+                &image,
+                record,
+            ))
+        })
+        .collect()
+}
+
+/// Judge every sample against its prompt's record and summarise the verdicts.
 pub fn evaluate(
-    samples: impl IntoIterator<Item = EvalSample>,
+    samples: &[EvalSample],
     records: &HashMap<String, Metadata>,
     bootstrap_rounds: usize,
     seed: u64,
 ) -> Result<Evaluation, EvalError> {
-    let shapes = Judge::new(JudgeOptions::default());
-    let mut judged = Vec::new();
-    for s in samples {
-        let record = records
-            .get(&s.prompt_id)
-            .ok_or_else(|| EvalError::UnknownPrompt {
-                sample: s.id.clone(),
-                prompt: s.prompt_id.clone(),
-            })?;
-        let bytes = s
-            .image
-            .bytes
-            .as_deref()
-            .ok_or_else(|| EvalError::NoImage(s.id.clone()))?;
-        let image = image::load_from_memory(bytes)
-            .map_err(|e| EvalError::BadImage {
-                sample: s.id.clone(),
-                message: e.to_string(),
-            })?
-            .to_rgb8();
-        judged.push(judge(&shapes, s.id, s.prompt_id, &image, record));
+    summarize(&judge_all(samples, records)?, bootstrap_rounds, seed)
+}
+
+/// The score rows of an evaluation: `overall` with its interval, then each task.
+pub fn score_rows(e: &Evaluation, context: &ScoreContext) -> Vec<EvalScore> {
+    let prompts = e.summary.prompts;
+    let mut rows = vec![context.row(
+        "overall",
+        e.overall,
+        Some(e.interval),
+        prompts,
+        e.summary.images,
+    )];
+    for (task, &(score, n)) in &e.tasks {
+        let images = e
+            .by_prompt
+            .get(task)
+            .map_or(0, |m| m.values().map(|c| c.1).sum());
+        rows.push(context.row(task, score, None, n, images));
     }
-    summarize(&judged, bootstrap_rounds, seed)
+    rows
+}
+
+/// The samples with their verdicts (score 1 or 0, the reason in `details`).
+pub fn with_verdicts(samples: Vec<EvalSample>, judged: &[Judged]) -> Vec<EvalSample> {
+    samples
+        .into_iter()
+        .zip(judged)
+        .map(|(mut s, j)| {
+            s.score = Some(f64::from(u8::from(j.correct)));
+            s.details = Some(
+                json!({"correct": j.correct, "reason": j.reason, "tag": j.record.tag.tag()})
+                    .to_string(),
+            );
+            s
+        })
+        .collect()
 }
 
 impl Stage for ShapesGenEval {
@@ -304,19 +360,34 @@ impl Stage for ShapesGenEval {
             for rows in TableReader::open(&prompts.dir)?.rows::<RlPrompt>()? {
                 prompt_rows.extend(rows?);
             }
-            let records = records(prompt_rows).map_err(StageError::from)?;
-            let judged = |dir: &std::path::Path| -> Result<Evaluation, StageError> {
+            let records = records(prompt_rows.clone()).map_err(StageError::from)?;
+            let read = |dir: &std::path::Path| -> Result<Vec<EvalSample>, StageError> {
                 let mut rows = Vec::new();
                 for batch in TableReader::open(dir)?.rows::<EvalSample>()? {
                     ctx.check_cancelled()?;
                     rows.extend(batch?);
                 }
-                Ok(evaluate(rows, &records, config.bootstrap_rounds, config.seed)?)
+                Ok(rows)
             };
-            let e = judged(&samples.dir)?;
+            let judged = |dir: &std::path::Path| -> Result<Evaluation, StageError> {
+                Ok(evaluate(&read(dir)?, &records, config.bootstrap_rounds, config.seed)?)
+            };
+            let rows = read(&samples.dir)?;
+            let verdicts = judge_all(&rows, &records)?;
+            let e = summarize(&verdicts, config.bootstrap_rounds, config.seed)?;
+            let context = ScoreContext::new(
+                "shapes_geneval",
+                &samples,
+                rows.first(),
+                &prompts,
+                &prompt_set(prompt_rows.iter().map(|p| p.family.as_str())),
+                JUDGE,
+                "exact",
+            );
+            scores::write(&ctx.out_dir, &score_rows(&e, &context), with_verdicts(rows, &verdicts))?;
             let (overall, (lo, hi), summary, lines) = (e.overall, e.interval, &e.summary, &e.lines);
             let mut scores = e.scores();
-            scores["judge"] = json!("exact shapes judge (colour segmentation + geometry, GenEval rules)");
+            scores["judge"] = json!(JUDGE);
             let versus = match &baseline {
                 Some(b) => {
                     let base = judged(&b.dir)?;
@@ -399,7 +470,11 @@ mod tests {
             ..EvalSample::default()
         };
         let right = evaluate(
-            images.iter().enumerate().map(|(i, img)| sample(i, img)),
+            &images
+                .iter()
+                .enumerate()
+                .map(|(i, img)| sample(i, img))
+                .collect::<Vec<_>>(),
             &records,
             200,
             1,
@@ -410,18 +485,20 @@ mod tests {
         assert_eq!(right.lines.len(), prompts.len());
         // Each image judged against the next prompt of the same task: (almost) all wrong.
         let n = prompts.len();
-        let shifted = (0..n).map(|i| {
-            let j = if i + 1 < n && prompts[i + 1].metadata.tag == prompts[i].metadata.tag {
-                i + 1
-            } else {
-                i - 1
-            };
-            sample(j, &images[i])
-        });
-        let wrong = evaluate(shifted, &records, 200, 1).unwrap();
+        let shifted: Vec<EvalSample> = (0..n)
+            .map(|i| {
+                let j = if i + 1 < n && prompts[i + 1].metadata.tag == prompts[i].metadata.tag {
+                    i + 1
+                } else {
+                    i - 1
+                };
+                sample(j, &images[i])
+            })
+            .collect();
+        let wrong = evaluate(&shifted, &records, 200, 1).unwrap();
         assert!(wrong.overall < 0.2, "{}", wrong.overall);
         let missing = evaluate(
-            [EvalSample {
+            &[EvalSample {
                 prompt_id: "nope".into(),
                 ..sample(0, &images[0])
             }],

@@ -80,6 +80,7 @@ pub const ALL: &[&SchemaDef] = &[
     &crate::rl_prompt::SCHEMA,
     &crate::rollout::SCHEMA,
     &crate::eval_sample::SCHEMA,
+    &crate::eval_score::SCHEMA,
 ];
 
 /// The current definition of the schema named `name`.

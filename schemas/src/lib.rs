@@ -15,6 +15,7 @@ mod id;
 mod rows;
 
 pub mod eval_sample;
+pub mod eval_score;
 pub mod rationale;
 pub mod rl_prompt;
 pub mod rollout;

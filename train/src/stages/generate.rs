@@ -52,6 +52,8 @@ pub struct Generated {
     pub tokens_generated: u64,
     pub seconds: f64,
     pub tokenizer: String,
+    /// The images' side in pixels.
+    pub resolution: u32,
 }
 
 #[derive(Serialize)]
@@ -120,6 +122,7 @@ pub fn write_generations(
     );
     let mut out = Generated {
         tokenizer: tokenizer_id,
+        resolution: drawer.image_tokenizer().image_size(),
         ..Generated::default()
     };
     for rows in reader.rows::<RlPrompt>()? {
@@ -228,6 +231,24 @@ pub fn write_generations(
     Ok(out)
 }
 
+/// Every setting a benchmark says to report with a score, as the `settings` of the
+/// output's meta (the eval stages copy them into the score table).
+pub fn settings(config: &GenerateConfig, seed: u64, resolution: u32) -> serde_json::Value {
+    let options = config.draw_options();
+    serde_json::json!({
+        "resolution": resolution,
+        "samples_per_prompt": config.samples,
+        "seed": seed,
+        "cot": config.rationale,
+        "cfg_weight": config.cfg_weight,
+        "unconditional": config.unconditional,
+        "template": options.template,
+        "max_rationale_tokens": config.rationale.then_some(config.max_rationale_tokens),
+        "text_sampling": config.rationale.then_some(config.text_sampling),
+        "image_sampling": config.image_sampling,
+    })
+}
+
 pub struct Generate;
 
 impl Stage for Generate {
@@ -326,7 +347,11 @@ impl Stage for Generate {
             Ok(Output {
                 rows: Some(out.rows),
                 schema: out.schema,
-                meta: serde_json::json!({"model": model.digest.to_hex(), "tokenizer": out.tokenizer}),
+                meta: serde_json::json!({
+                    "model": model.digest.to_hex(),
+                    "tokenizer": out.tokenizer,
+                    "settings": settings(&config, ctx.seed, out.resolution),
+                }),
             })
         })
         .await

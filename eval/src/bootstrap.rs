@@ -52,6 +52,27 @@ pub fn overall_interval(
     (point, at(tail), at(1.0 - tail))
 }
 
+/// The mean of `values` (one per prompt) and its `level` percentile interval over
+/// `rounds` resamples: for scores that are fractions (DPG-Bench, T2I-CompBench).
+pub fn mean_interval(values: &[f64], rounds: usize, level: f64, seed: u64) -> (f64, f64, f64) {
+    let mean = |v: &mut dyn Iterator<Item = f64>, n: usize| v.sum::<f64>() / n.max(1) as f64;
+    let point = mean(&mut values.iter().copied(), values.len());
+    if values.is_empty() {
+        return (point, point, point);
+    }
+    let mut rng = Rng::new(seed);
+    let mut samples: Vec<f64> = (0..rounds.max(1))
+        .map(|_| {
+            let mut draws = (0..values.len()).map(|_| values[below(&mut rng, values.len())]);
+            mean(&mut draws, values.len())
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    let tail = (1.0 - level) / 2.0;
+    (point, at(tail), at(1.0 - tail))
+}
+
 /// One task's prompts judged for two models: per prompt, (correct, images) of each.
 pub type PairedPrompts = Vec<((usize, usize), (usize, usize))>;
 
@@ -104,6 +125,17 @@ mod tests {
         assert!(hi2 - lo2 < hi - lo, "{lo2}..{hi2} vs {lo}..{hi}");
         let all_right: Vec<TaskPrompts> = vec![vec![(4, 4); 10]; 6];
         assert_eq!(overall_interval(&all_right, 100, 0.95, 1), (1.0, 1.0, 1.0));
+    }
+
+    #[test]
+    fn the_mean_interval_holds_the_mean_and_collapses_on_constant_values() {
+        let v: Vec<f64> = (0..100).map(|i| f64::from(i % 10) / 10.0).collect();
+        let (m, lo, hi) = mean_interval(&v, 1000, 0.95, 3);
+        assert!(
+            (m - 0.45).abs() < 1e-9 && lo < m && m < hi && hi - lo < 0.2,
+            "{m} {lo}..{hi}"
+        );
+        assert_eq!(mean_interval(&[0.5; 12], 100, 0.95, 3), (0.5, 0.5, 0.5));
     }
 
     #[test]

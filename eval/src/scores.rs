@@ -51,14 +51,25 @@ impl ScoreContext {
         judge: &str,
         judge_kind: &'static str,
     ) -> Self {
-        debug_assert!(JUDGE_KINDS.contains(&judge_kind));
+        ScoreContext::unjudged(benchmark, samples, first, prompts, prompt_set)
+            .judged_by(judge, judge_kind)
+    }
+
+    /// What is known of `samples` before anyone judges them.
+    pub fn unjudged(
+        benchmark: &str,
+        samples: &InputArtifact,
+        first: Option<&EvalSample>,
+        prompts: &InputArtifact,
+        prompt_set: &str,
+    ) -> Self {
         let meta = &samples.content.meta;
         ScoreContext {
             benchmark: benchmark.into(),
             prompt_set: prompt_set.into(),
             prompt_set_version: prompts.digest.short(),
-            judge: judge.into(),
-            judge_kind,
+            judge: String::new(),
+            judge_kind: "substitute",
             model: meta["model"]
                 .as_str()
                 .map(str::to_string)
@@ -67,6 +78,46 @@ impl ScoreContext {
             samples: samples.digest.to_hex(),
             settings: meta["settings"].clone(),
         }
+    }
+
+    /// The same images, judged by `judge` of standing `judge_kind` (one of
+    /// [`JUDGE_KINDS`]).
+    pub fn judged_by(mut self, judge: &str, judge_kind: &'static str) -> Self {
+        debug_assert!(JUDGE_KINDS.contains(&judge_kind));
+        self.judge = judge.into();
+        self.judge_kind = judge_kind;
+        self
+    }
+
+    /// The facts about the images, as a layout's `layout.json` keeps them.
+    pub fn images_json(&self) -> Value {
+        serde_json::json!({
+            "benchmark": self.benchmark,
+            "prompt_set": self.prompt_set,
+            "prompt_set_version": self.prompt_set_version,
+            "model": self.model,
+            "samples": self.samples,
+            "settings": self.settings,
+        })
+    }
+
+    /// The context [`images_json`](Self::images_json) wrote, not yet judged.
+    pub fn from_images_json(v: &Value) -> Result<Self, String> {
+        let field = |k: &str| {
+            v[k].as_str()
+                .map(str::to_string)
+                .ok_or_else(|| format!("no `{k}` in the layout's record"))
+        };
+        Ok(ScoreContext {
+            benchmark: field("benchmark")?,
+            prompt_set: field("prompt_set")?,
+            prompt_set_version: field("prompt_set_version")?,
+            judge: String::new(),
+            judge_kind: "substitute",
+            model: field("model")?,
+            samples: field("samples")?,
+            settings: v["settings"].clone(),
+        })
     }
 
     /// One score row.
@@ -145,7 +196,8 @@ pub fn write(
     write_table(&out_dir.join(VERDICTS_DIR), &verdicts)
 }
 
-fn read_table<R: Row>(dir: &Path) -> Result<Vec<R>, StageError> {
+/// Every row of a table.
+pub fn read_all<R: Row>(dir: &Path) -> Result<Vec<R>, StageError> {
     let mut out = Vec::new();
     for rows in TableReader::open(dir)?.rows::<R>()? {
         out.extend(rows?);
@@ -162,12 +214,12 @@ pub fn read_scores(report_dir: &Path) -> Result<Vec<EvalScore>, StageError> {
             report_dir.display()
         )));
     }
-    read_table(&dir)
+    read_all(&dir)
 }
 
 /// The per-image verdicts of an eval node's report.
 pub fn read_verdicts(report_dir: &Path) -> Result<Vec<EvalSample>, StageError> {
-    read_table(&report_dir.join(VERDICTS_DIR))
+    read_all(&report_dir.join(VERDICTS_DIR))
 }
 
 /// Config of `eval.scores` (none).

@@ -320,7 +320,7 @@ pub fn with_verdicts(samples: Vec<EvalSample>, judged: &[Judged]) -> Vec<EvalSam
 impl Stage for ShapesGenEval {
     type Config = ShapesGenEvalConfig;
     const KIND: &'static str = "eval.shapes_geneval";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DOC: &'static str = "GenEval on the shapes world: the exact judge scores generated images; per task, overall and a bootstrap interval.";
     const INPUTS: &'static [InputSpec] = &[
         InputSpec {

@@ -18,6 +18,7 @@ pub mod faults;
 pub mod key;
 pub mod memo;
 pub mod plan;
+pub mod program;
 pub mod progress;
 pub mod recipe;
 pub mod registry;

@@ -11,6 +11,7 @@
 //! folder of the artifact bound to input NAME). Other braces are left alone.
 
 use datasets::table::TableReader;
+use pipeline::program::{self, Invocation, resolve_program};
 use pipeline::store::FileHasher;
 use pipeline::{
     Arity, ArtifactKind, Bindings, Digest, InputSpec, Output, OutputDecl, Resources, ResultExt,
@@ -19,9 +20,7 @@ use pipeline::{
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
+use std::path::Path;
 
 /// Config of `command`.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
@@ -81,39 +80,12 @@ fn referenced_inputs(argv: &[String]) -> Vec<String> {
     out
 }
 
-/// The program file argv[0] names: a path (relative to the recipe) or a PATH lookup.
-fn resolve_program(program: &str, recipe_dir: &Path) -> Result<PathBuf, StageError> {
-    if program.contains('/') {
-        let p = pipeline::context::resolve_against(recipe_dir, program);
-        return if p.is_file() {
-            Ok(p)
-        } else {
-            Err(StageError::msg(format!(
-                "program `{}` not found",
-                p.display()
-            )))
-        };
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
-        .ok_or_else(|| StageError::msg(format!("program `{program}` not found on PATH")))
-}
-
 fn substitute(arg: &str, vars: &BTreeMap<String, String>) -> String {
     let mut out = arg.to_string();
     for (name, value) in vars {
         out = out.replace(&format!("{{{name}}}"), value);
     }
     out
-}
-
-/// The last `n` lines of a file.
-fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// What a program that claims to write a table wrote: shards of one schema.
@@ -231,70 +203,19 @@ impl Stage for Command {
             .iter()
             .map(|a| substitute(a, &vars))
             .collect();
-
-        // The program writes its streams into scratch; they reach the run's log folder
-        // only through the redactor, so a secret it prints is never kept.
-        let raw_stdout = ctx.scratch_dir.join("stdout");
-        let raw_stderr = ctx.scratch_dir.join("stderr");
-        let stdout = std::fs::File::create(&raw_stdout).context(raw_stdout.display())?;
-        let stderr = std::fs::File::create(&raw_stderr).context(raw_stderr.display())?;
-
-        let mut cmd = tokio::process::Command::new(&program);
-        cmd.args(&args)
-            .current_dir(&ctx.recipe_dir)
-            .env_clear()
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(stdout))
-            .stderr(Stdio::from(stderr))
-            .kill_on_drop(true);
-        if let Some(path) = std::env::var_os("PATH") {
-            cmd.env("PATH", path);
-        }
-        for name in &config.pass_env {
-            if let Some(v) = std::env::var_os(name) {
-                cmd.env(name, v);
-            }
-        }
-        cmd.envs(&config.env);
-        let mut child = cmd
-            .spawn()
-            .context(format!("starting {}", program.display()))?;
-        let status = if config.timeout_secs > 0 {
-            match tokio::time::timeout(Duration::from_secs(config.timeout_secs), child.wait()).await
-            {
-                Ok(s) => Some(s.context("waiting for the program")?),
-                Err(_) => {
-                    let _ = child.kill().await;
-                    None
-                }
-            }
-        } else {
-            Some(child.wait().await.context("waiting for the program")?)
-        };
-        let logs = ctx.log_dir();
-        std::fs::create_dir_all(&logs).context(logs.display())?;
-        let stdout_path = logs.join(format!("{}.stdout", ctx.node));
-        let stderr_path = logs.join(format!("{}.stderr", ctx.node));
-        for (from, to) in [(&raw_stdout, &stdout_path), (&raw_stderr, &stderr_path)] {
-            let text = std::fs::read(from).context(from.display())?;
-            let text = ctx.redact(&String::from_utf8_lossy(&text));
-            std::fs::write(to, text).context(to.display())?;
-        }
-        let Some(status) = status else {
-            return Err(StageError::msg(format!(
-                "killed after {} s (timeout_secs); stderr: {}",
-                config.timeout_secs,
-                stderr_path.display()
-            )));
-        };
-        if !status.success() {
-            return Err(StageError::msg(format!(
-                "{} exited with {status}; last lines of stderr ({}):\n{}",
-                config.argv[0],
-                stderr_path.display(),
-                tail(&stderr_path, 10)
-            )));
-        }
+        program::run(
+            &ctx,
+            &Invocation {
+                program: &program,
+                args: &args,
+                dir: &ctx.recipe_dir,
+                env: &config.env,
+                pass_env: &config.pass_env,
+                timeout_secs: config.timeout_secs,
+                label: "",
+            },
+        )
+        .await?;
         if config.output == ArtifactKind::Table {
             return table_output(&ctx.out_dir);
         }

@@ -3,7 +3,8 @@
 //! parameters with their FP32 masters ([`params`]), AdamW, the schedule and clipping
 //! ([`optim`]), the optimiser step over a loss closure ([`stepper`]), checkpoints as
 //! files ([`checkpoint`]), the loop with resume, logging, evaluation and checkpoints
-//! ([`harness`]), and the metrics and curves a run leaves ([`report`]).
+//! ([`harness`]), and the metrics and curves a run leaves ([`report`]), also as
+//! TensorBoard event files ([`tensorboard`]).
 
 pub mod batch;
 pub mod checkpoint;
@@ -13,3 +14,4 @@ pub mod optim;
 pub mod params;
 pub mod report;
 pub mod stepper;
+pub mod tensorboard;

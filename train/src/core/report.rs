@@ -1,9 +1,13 @@
 //! What a run leaves beside its model ([`write_run`]): `metrics.jsonl` (one JSON line
-//! per step), `eval.jsonl` (one line per held-out evaluation) and PNG curves in
-//! `report/`, each plot a few named series of (step, value) read off the metrics.
+//! per step), `eval.jsonl` (one line per held-out evaluation), PNG curves in
+//! `report/`, each plot a few named series of (step, value) read off the metrics, and
+//! the same series as TensorBoard scalars (tag `<plot>/<series>`, the plot named by its
+//! file's stem) in `tensorboard/` ([`tensorboard`](super::tensorboard)).
 
+use super::tensorboard;
 use datasets::images::plot::{Series, line_png};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Write `metrics.jsonl`, `eval.jsonl` (when there are evaluations) and the curves
@@ -23,7 +27,35 @@ pub fn write_run<M: Serialize>(
     if !evals.is_empty() {
         write("eval.jsonl", jsonl(evals))?;
     }
-    write_curves(metrics, step, plots, &out.join("report")).map(drop)
+    write_curves(metrics, step, plots, &out.join("report"))?;
+    write_tensorboard(metrics, step, plots, &out.join("tensorboard"))
+}
+
+/// Write every series of `plots` as TensorBoard scalars into `dir`'s event file.
+pub fn write_tensorboard<M>(
+    metrics: &[M],
+    step: fn(&M) -> usize,
+    plots: &[Plot<M>],
+    dir: &Path,
+) -> Result<(), String> {
+    let mut scalars: BTreeMap<u64, Vec<(String, f32)>> = BTreeMap::new();
+    for plot in plots {
+        let stem = plot.file.strip_suffix(".png").unwrap_or(plot.file);
+        for (name, read) in plot.series {
+            for m in metrics {
+                if let Some(y) = read(m) {
+                    scalars
+                        .entry(step(m) as u64)
+                        .or_default()
+                        .push((format!("{stem}/{name}"), y as f32));
+                }
+            }
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join(tensorboard::FILE);
+    std::fs::write(&path, tensorboard::events(&scalars))
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// One JSON line per step.

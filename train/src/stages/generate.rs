@@ -254,7 +254,7 @@ pub struct Generate;
 impl Stage for Generate {
     type Config = GenerateConfig;
     const KIND: &'static str = "model.generate";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const DOC: &'static str =
         "Generate a rationale and an image per prompt with a Janus-Pro model (eval_sample rows).";
     const INPUTS: &'static [InputSpec] = &[

@@ -1,0 +1,536 @@
+//! `eval.vlm_judge` end to end through the engine, against three servers on loopback:
+//! the shapes VLM (`builtin:shapes-vlm`), whose per-image verdicts must equal the exact
+//! shapes judge's on right and deliberately wrong images; a scripted server whose
+//! answers hold no verdict (each counts 0, as `unparsed`, its answer kept); and a real
+//! llama.cpp server (xllamacpp, a tiny random model with a vision projector made by
+//! `scripts/llama_server/make_tiny_models.py`), whose answers a grammar or a JSON schema
+//! constrains to verdicts, for a GenEval table and a T2I-CompBench table.
+
+use datasets::benchmarks::{Suite, T2iFile, prompts};
+use datasets::shapes::{
+    HeldOut, Judge, JudgeOptions, SceneGenerator, TaskCounts, prompt_set, render_png,
+};
+use datasets::table::{ShardOptions, ShardWriter};
+use llm::mock::{Answerer, MockServer, Script};
+use pipeline::console::{Console, ConsoleMode};
+use pipeline::events::EventSink;
+use pipeline::executor::{Capacity, Outcome, RunOptions};
+use pipeline::recipe::{Recipe, validate};
+use pipeline::{
+    ArtifactType, InputSpec, Output, OutputDecl, Registry, Stage, StageContext, StageError, Store,
+};
+use schemas::eval_sample::EvalSample;
+use schemas::eval_score::EvalScore;
+use schemas::rl_prompt::RlPrompt;
+use schemas::{ImageData, Row};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+struct NoConfig {}
+
+fn write_rows<R: Row>(rows: &[R], ctx: &StageContext) -> Result<Output, StageError> {
+    let mut w = ShardWriter::new(
+        &ctx.out_dir,
+        Arc::new(R::SCHEMA.arrow_schema()),
+        ShardOptions::default(),
+    );
+    w.write(&schemas::to_batch(rows)?)?;
+    let s = w.finish()?;
+    Ok(Output {
+        rows: Some(s.rows),
+        schema: s.schema_id.clone(),
+        meta: s.meta(),
+    })
+}
+
+/// A node whose `rl_prompt` table is the test's.
+struct Prompts(Vec<RlPrompt>);
+
+impl Stage for Prompts {
+    type Config = NoConfig;
+    const KIND: &'static str = "test.prompts";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "the test's prompts";
+    const INPUTS: &'static [InputSpec] = &[];
+    const OUTPUT: OutputDecl = OutputDecl::Fixed(ArtifactType::table("rl_prompt"));
+
+    async fn run(&self, _: NoConfig, ctx: StageContext) -> Result<Output, StageError> {
+        write_rows(&self.0, &ctx)
+    }
+}
+
+/// A node whose `eval_sample` table is the test's.
+struct Samples(Vec<EvalSample>);
+
+impl Stage for Samples {
+    type Config = NoConfig;
+    const KIND: &'static str = "test.samples";
+    const VERSION: u32 = 1;
+    const DOC: &'static str = "the test's images";
+    const INPUTS: &'static [InputSpec] = &[];
+    const OUTPUT: OutputDecl = OutputDecl::Fixed(ArtifactType::table("eval_sample"));
+
+    async fn run(&self, _: NoConfig, ctx: StageContext) -> Result<Output, StageError> {
+        write_rows(&self.0, &ctx)
+    }
+}
+
+/// What a judge node left: its score rows, verdicts by sample id, report and meta.
+struct Judged {
+    scores: Vec<EvalScore>,
+    verdicts: HashMap<String, EvalSample>,
+    report: String,
+    meta: Value,
+}
+
+impl Judged {
+    fn details(&self, id: &str) -> Value {
+        serde_json::from_str(self.verdicts[id].details.as_deref().unwrap()).unwrap()
+    }
+}
+
+/// Run a recipe of `test.prompts` (node `prompts`), `test.samples` (node `samples`)
+/// and the judge nodes `judges` (name, inline config); what each judge left.
+fn run(prompts: Vec<RlPrompt>, samples: Vec<EvalSample>, judges: &[(&str, String)]) -> Vec<Judged> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("store")).unwrap();
+    let mut registry = Registry::new();
+    eval::register(&mut registry);
+    registry.register(Prompts(prompts));
+    registry.register(Samples(samples));
+    let mut recipe = "[recipe]\nname = \"vlm\"\n[nodes.prompts]\nkind = \"test.prompts\"\n[nodes.samples]\nkind = \"test.samples\"\n".to_string();
+    for (name, config) in judges {
+        recipe += &format!(
+            "[nodes.{name}]\nkind = \"eval.vlm_judge\"\ninputs = {{ samples = \"samples\", prompts = \"prompts\" }}\nconfig = {config}\n"
+        );
+    }
+    let graph = validate(
+        Recipe::parse(&dir.path().join("r.toml"), recipe).unwrap(),
+        &registry,
+    )
+    .unwrap_or_else(|e| panic!("recipe: {e}"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let summary = rt
+        .block_on(pipeline::executor::run(
+            Arc::new(graph),
+            store.clone(),
+            pipeline::executor::new_run_id(),
+            RunOptions {
+                capacity: Capacity {
+                    threads: 2,
+                    gpus: 0,
+                    llm_slots: 64,
+                },
+                targets: vec![],
+                force: Default::default(),
+                budget_usd: None,
+            },
+            EventSink::to_file(&dir.path().join("events.jsonl"), vec![]).unwrap(),
+            Console::new(ConsoleMode::Quiet),
+            CancellationToken::new(),
+        ))
+        .unwrap();
+    judges
+        .iter()
+        .map(|(name, _)| {
+            let digest = match &summary.outcomes.iter().find(|(n, _)| n == name).unwrap().1 {
+                Outcome::Ran { digest, .. } => *digest,
+                other => panic!("{name}: {other:?}"),
+            };
+            let out = store.object_dir(&digest);
+            Judged {
+                scores: eval::scores::read_scores(&out).unwrap(),
+                verdicts: eval::scores::read_verdicts(&out)
+                    .unwrap()
+                    .into_iter()
+                    .map(|v| (v.id.clone(), v))
+                    .collect(),
+                report: std::fs::read_to_string(out.join("report.md")).unwrap(),
+                meta: store.manifest(&digest).unwrap().content.meta,
+            }
+        })
+        .collect()
+}
+
+fn sample(id: String, prompt: &RlPrompt, png: Vec<u8>) -> EvalSample {
+    EvalSample {
+        id,
+        benchmark: prompt.family.clone(),
+        prompt_id: prompt.id.clone(),
+        prompt: prompt.prompt.clone(),
+        image: ImageData::from_bytes(png, None),
+        ..EvalSample::default()
+    }
+}
+
+/// Every score row is labelled as the substitute it is.
+fn assert_labelled(j: &Judged, model: &str, benchmark: &str) {
+    let label = format!("substitute: VLM {model}");
+    assert!(!j.scores.is_empty());
+    for s in &j.scores {
+        assert_eq!(
+            (
+                s.judge.as_str(),
+                s.judge_kind.as_str(),
+                s.benchmark.as_str()
+            ),
+            (label.as_str(), "substitute", benchmark)
+        );
+    }
+    assert_eq!(j.scores[0].task, "overall");
+    assert!(j.scores[0].ci95_low.is_some() && j.scores[0].ci95_high.is_some());
+    assert!(
+        j.report
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with(&format!("(substitute judge: VLM {model})")),
+        "{}",
+        j.report
+    );
+    assert_eq!(j.meta["judge"], label.as_str());
+}
+
+#[test]
+fn the_shapes_vlm_gives_the_exact_judges_verdicts() {
+    let generated = prompt_set(5, &TaskCounts::uniform(4), &HeldOut::default());
+    let rows: Vec<RlPrompt> = generated
+        .iter()
+        .enumerate()
+        .map(|(i, p)| RlPrompt {
+            id: format!("shapes-{i:05}"),
+            prompt: p.metadata.prompt.clone(),
+            family: "shapes".into(),
+            tag: Some(p.metadata.tag.tag().to_string()),
+            metadata: Some(p.metadata.to_json()),
+        })
+        .collect();
+    let mut scenes = SceneGenerator::new(9);
+    let images: Vec<Vec<u8>> = generated
+        .iter()
+        .map(|p| render_png(&scenes.for_metadata(&p.metadata).unwrap(), 64).unwrap())
+        .collect();
+    // Each prompt gets its own image, and the image of the next prompt of its task.
+    let judge = Judge::new(JudgeOptions::default());
+    let mut samples = Vec::new();
+    let mut exact = HashMap::new();
+    for (i, p) in generated.iter().enumerate() {
+        let other = (1..generated.len())
+            .map(|k| (i + k) % generated.len())
+            .find(|&j| generated[j].metadata.tag == p.metadata.tag)
+            .unwrap();
+        for (id, png) in [
+            (format!("s{i}-own"), &images[i]),
+            (format!("s{i}-other"), &images[other]),
+        ] {
+            let img = image::load_from_memory(png).unwrap().to_rgb8();
+            exact.insert(id.clone(), judge.score(&img, &p.metadata).correct);
+            samples.push(sample(id, &rows[i], png.clone()));
+        }
+    }
+    let right = exact.values().filter(|&&c| c).count();
+    assert!(
+        (20..40).contains(&right),
+        "{right} of 48 right: the test needs both verdicts"
+    );
+
+    let config = r#"{ endpoint = { base_url = "builtin:shapes-vlm", model = "shapes-vlm" }, bootstrap_rounds = 200 }"#;
+    let j = run(rows, samples, &[("judge", config.to_string())]).remove(0);
+    assert_eq!(j.verdicts.len(), 48);
+    for (id, correct) in &exact {
+        let d = j.details(id);
+        assert_eq!(
+            j.verdicts[id].score,
+            Some(f64::from(u8::from(*correct))),
+            "{id}: {d}"
+        );
+        assert_eq!(d["parsed"], true);
+        assert!(d["answer"].as_str().unwrap().contains("\\boxed{"), "{d}");
+        assert!(d["answer"].as_str().unwrap().starts_with("The image shows"));
+    }
+    assert_labelled(&j, "shapes-vlm", "shapes_geneval");
+    // Overall: the mean of the six task scores, each the mean over its images.
+    let tasks: Vec<&EvalScore> = j.scores[1..].iter().collect();
+    assert_eq!(tasks.len(), 6);
+    for t in &tasks {
+        let ids: Vec<&String> = j
+            .verdicts
+            .values()
+            .filter(|v| v.tag.as_deref() == Some(t.task.as_str()))
+            .map(|v| &v.id)
+            .collect();
+        assert_eq!(ids.len(), 8);
+        let want = ids.iter().filter(|id| exact[**id]).count() as f64 / 8.0;
+        assert_eq!(t.score, want, "{}", t.task);
+    }
+    let mean = tasks.iter().map(|t| t.score).sum::<f64>() / 6.0;
+    assert!((j.scores[0].score - mean).abs() < 1e-12);
+    assert_eq!((j.scores[0].prompts, j.scores[0].images), (24, 48));
+    assert_eq!(j.meta["unparsed"], 0);
+}
+
+#[test]
+fn answers_without_a_verdict_count_zero_and_are_kept() {
+    let server = MockServer::start(Script {
+        answerer: Some(Answerer(Arc::new(|_| {
+            Ok("It looks fine to me.".to_string())
+        }))),
+        ..Script::default()
+    })
+    .unwrap();
+    let (rows, samples) = t2i_table(2);
+    let n = samples.len();
+    let config = format!(
+        r#"{{ endpoint = {{ base_url = "{}", model = "chatty" }}, bootstrap_rounds = 50 }}"#,
+        server.url()
+    );
+    let j = run(rows, samples, &[("judge", config)]).remove(0);
+    assert_eq!(
+        (j.meta["unparsed"].as_u64(), j.meta["images"].as_u64()),
+        (Some(n as u64), Some(n as u64))
+    );
+    assert!(j.scores.iter().all(|s| s.score == 0.0));
+    let any = j.verdicts.keys().next().unwrap();
+    let d = j.details(any);
+    assert_eq!(
+        (d["parsed"].clone(), d["answer"].clone()),
+        (Value::Bool(false), "It looks fine to me.".into())
+    );
+    assert!(j.report.contains(&format!("{n} answers held no verdict")));
+    assert_labelled(&j, "chatty", "t2i_compbench");
+}
+
+/// The first `per` prompts of T2I-CompBench's shape and texture files, each with two
+/// shapes-world images.
+fn t2i_table(per: usize) -> (Vec<RlPrompt>, Vec<EvalSample>) {
+    let mut rows = Vec::new();
+    for file in [T2iFile::Shape, T2iFile::Texture] {
+        rows.extend(
+            prompts(Suite::T2iCompBench(file))
+                .unwrap()
+                .into_iter()
+                .take(per)
+                .map(|p| RlPrompt {
+                    id: p.id,
+                    prompt: p.text,
+                    family: "t2i_compbench".into(),
+                    tag: Some(p.tag),
+                    metadata: None,
+                }),
+        );
+    }
+    let samples = images_for(&rows, 2);
+    (rows, samples)
+}
+
+/// `n` random shapes-world images for each prompt.
+fn images_for(rows: &[RlPrompt], n: usize) -> Vec<EvalSample> {
+    let mut scenes = SceneGenerator::new(4);
+    rows.iter()
+        .flat_map(|p| (0..n).map(move |k| (p, k)))
+        .map(|(p, k)| {
+            let png = render_png(&scenes.random().unwrap(), 64).unwrap();
+            sample(format!("{}-{k}", p.id), p, png)
+        })
+        .collect()
+}
+
+/// The Python with xllamacpp, gguf and numpy: `$REASONGEN_PYTHON`, or `python3`.
+/// `.ci/run` installs them and sets `REASONGEN_REQUIRE_PYTHON=1`, so there a missing
+/// package fails the test.
+fn python() -> Option<String> {
+    let py = std::env::var("REASONGEN_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = Command::new(&py)
+        .args(["-c", "import xllamacpp, gguf, numpy"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return Some(py);
+    }
+    assert!(
+        std::env::var("REASONGEN_REQUIRE_PYTHON").is_err(),
+        "{py} lacks xllamacpp/gguf/numpy but REASONGEN_REQUIRE_PYTHON is set"
+    );
+    eprintln!("skipped: {py} lacks xllamacpp, gguf or numpy (see .ci/run)");
+    None
+}
+
+/// llama.cpp's server on a free loopback port, killed when dropped.
+struct LlamaServer {
+    child: Child,
+    url: String,
+    log: PathBuf,
+}
+
+impl LlamaServer {
+    fn start(py: &str, dir: &Path) -> LlamaServer {
+        let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/llama_server");
+        let made = Command::new(py)
+            .arg(scripts.join("make_tiny_models.py"))
+            .arg(dir)
+            .output()
+            .unwrap();
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let log = dir.join("server.log");
+        let mut child = Command::new(py)
+            .arg(scripts.join("serve.py"))
+            .arg(dir.join("tiny-llm.gguf"))
+            .arg("0")
+            .arg(dir.join("tiny-mmproj.gguf"))
+            .env("OMP_NUM_THREADS", "1")
+            .env("ALIAS", "tiny-random")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let mut server = LlamaServer {
+            url: String::new(),
+            child,
+            log,
+        };
+        server.url = line
+            .strip_prefix("listening ")
+            .unwrap_or_else(|| panic!("the server did not start: {line:?}\n{}", server.log_text()))
+            .trim()
+            .to_string();
+        server.wait_healthy();
+        server
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Poll `GET /health` until it answers 200.
+    fn wait_healthy(&self) {
+        let addr = self.url.trim_start_matches("http://").to_string();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = std::net::TcpStream::connect(&addr).is_ok_and(|mut s| {
+                let request =
+                    format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+                let mut reply = String::new();
+                s.write_all(request.as_bytes()).is_ok()
+                    && s.read_to_string(&mut reply).is_ok()
+                    && reply.starts_with("HTTP/1.1 200")
+            });
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no /health at {addr}:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for LlamaServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_llama_cpp_server_judges_geneval_and_t2i_compbench_tables() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = LlamaServer::start(&py, dir.path());
+    let endpoint = format!(
+        r#"endpoint = {{ base_url = "{}/v1", model = "tiny-random" }}, limits = {{ concurrency = 2, max_attempts = 2 }}, bootstrap_rounds = 100"#,
+        server.url
+    );
+
+    // GenEval: two prompts of each task, two images each; the grammar constrains answers.
+    let mut geneval: Vec<RlPrompt> = Vec::new();
+    for p in prompts(Suite::GenEval).unwrap() {
+        if geneval
+            .iter()
+            .filter(|q| q.tag.as_deref() == Some(p.tag.as_str()))
+            .count()
+            < 2
+        {
+            geneval.push(RlPrompt {
+                id: p.id,
+                prompt: p.text,
+                family: "geneval".into(),
+                tag: Some(p.tag),
+                metadata: p.record,
+            });
+        }
+    }
+    let geneval_samples = images_for(&geneval, 2);
+    let g = run(
+        geneval,
+        geneval_samples,
+        &[(
+            "judge",
+            format!("{{ {endpoint}, response_format = \"grammar\", max_tokens = 16 }}"),
+        )],
+    )
+    .remove(0);
+    check_constrained(&g, 24, "geneval", 7);
+    // T2I-CompBench: a JSON schema constrains the answers.
+    let (rows, samples) = t2i_table(3);
+    let t = run(
+        rows,
+        samples,
+        &[(
+            "judge",
+            format!("{{ {endpoint}, response_format = \"json_schema\", max_tokens = 256 }}"),
+        )],
+    )
+    .remove(0);
+    check_constrained(&t, 12, "t2i_compbench", 3);
+    for v in t.verdicts.keys() {
+        assert!(
+            t.details(v)["answer"]["verdict"].is_u64(),
+            "{}",
+            t.details(v)
+        );
+    }
+    drop(server);
+}
+
+/// Every image got an answer that parses; scores complete (overall and `tasks` task
+/// rows) and labelled.
+fn check_constrained(j: &Judged, images: usize, benchmark: &str, rows: usize) {
+    assert_eq!(j.verdicts.len(), images);
+    for id in j.verdicts.keys() {
+        let d = j.details(id);
+        assert_eq!(d["parsed"], true, "{id}: {d}");
+        assert!(d.get("failed").is_none(), "{id}: {d}");
+        assert!(matches!(j.verdicts[id].score, Some(s) if s == 0.0 || s == 1.0));
+    }
+    assert_eq!(
+        (j.meta["unparsed"].as_u64(), j.meta["failed"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(j.scores.len(), rows);
+    assert_eq!(j.scores[0].images, images as u64);
+    assert_eq!(
+        j.scores[1..].iter().map(|s| s.images).sum::<u64>(),
+        images as u64
+    );
+    assert_labelled(j, "tiny-random", benchmark);
+}

@@ -249,7 +249,7 @@ fn print_lineage(
 }
 
 /// A digest (or prefix), a `RECIPE/NODE`, or a node name found in exactly one recipe.
-fn resolve(store: &Store, what: &str) -> Result<Digest> {
+pub(crate) fn resolve(store: &Store, what: &str) -> Result<Digest> {
     if let Ok(d) = store.resolve_digest(what) {
         return Ok(d);
     }

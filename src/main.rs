@@ -7,8 +7,10 @@ mod export;
 mod generate;
 mod inspect;
 mod maintain;
+mod report;
 mod run;
 mod serve;
+mod trace;
 
 use clap::{Parser, Subcommand};
 use pipeline::Registry;
@@ -47,6 +49,12 @@ enum Command {
     Status(inspect::StatusArgs),
     /// Show an artifact's manifest and its lineage up to the sources.
     Show(inspect::ShowArgs),
+    /// The chain from a score or an image back to the model, its training runs, the SFT
+    /// samples and the rationale rows (with their LLM request keys) behind it.
+    Trace(trace::TraceArgs),
+    /// Write one self-contained HTML page over a run or a node's lineage: scores with
+    /// intervals and judges, image grids with verdicts, training curves, dataset card.
+    Report(report::ReportArgs),
     /// Write a node's table as a dataset release (Hugging Face layout), or copy a release.
     Export(export::ExportArgs),
     /// Re-hash every artifact and check every key and ref.
@@ -93,6 +101,8 @@ fn main() -> ExitCode {
         Command::Plan(args) => run::plan(&cli.store, args),
         Command::Status(args) => inspect::status(&cli.store, args),
         Command::Show(args) => inspect::show(&cli.store, args),
+        Command::Trace(args) => trace::trace(&cli.store, args),
+        Command::Report(args) => report::report(&cli.store, args),
         Command::Export(args) => export::export(&cli.store, args),
         Command::Verify(args) => maintain::verify(&cli.store, args),
         Command::Gc(args) => maintain::gc(&cli.store, args),

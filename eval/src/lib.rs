@@ -21,6 +21,7 @@ pub mod report;
 pub mod scores;
 pub mod shapes_geneval;
 pub mod t2i_results;
+pub mod trace;
 pub mod vlm;
 pub mod vlm_judge;
 pub mod vlm_questions;

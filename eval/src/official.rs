@@ -333,6 +333,19 @@ fn verdicts_of(
         .collect()
 }
 
+/// One evaluator run: where it runs, on what, for which images.
+struct Job<'a> {
+    ctx: &'a StageContext,
+    config: &'a OfficialConfig,
+    python: &'a Path,
+    evaluator: &'a Path,
+    /// The layout's images folder.
+    images: &'a Path,
+    files: &'a [LaidFile],
+    layout: &'a Value,
+    context: &'a ScoreContext,
+}
+
 /// Scores and verdicts of one run of an evaluator.
 struct Scored {
     rows: Vec<EvalScore>,
@@ -340,15 +353,17 @@ struct Scored {
     headline: f64,
 }
 
-async fn geneval(
-    ctx: &StageContext,
-    config: &OfficialConfig,
-    python: &Path,
-    evaluator: &Path,
-    images: &Path,
-    files: &[LaidFile],
-    context: &ScoreContext,
-) -> Result<Scored, StageError> {
+async fn geneval(job: &Job<'_>) -> Result<Scored, StageError> {
+    let Job {
+        ctx,
+        config,
+        python,
+        evaluator,
+        images,
+        files,
+        context,
+        ..
+    } = *job;
     let detector = pipeline::context::resolve_against(
         &ctx.recipe_dir,
         config.detector.as_deref().unwrap_or_default(),
@@ -412,16 +427,17 @@ async fn geneval(
     })
 }
 
-async fn dpg(
-    ctx: &StageContext,
-    config: &OfficialConfig,
-    python: &Path,
-    evaluator: &Path,
-    images: &Path,
-    files: &[LaidFile],
-    layout: &Value,
-    context: &ScoreContext,
-) -> Result<Scored, StageError> {
+async fn dpg(job: &Job<'_>) -> Result<Scored, StageError> {
+    let Job {
+        ctx,
+        config,
+        python,
+        evaluator,
+        images,
+        files,
+        layout,
+        context,
+    } = *job;
     let csv = pipeline::context::resolve_against(
         &ctx.recipe_dir,
         config.dpg_questions.as_deref().unwrap_or_default(),
@@ -531,16 +547,17 @@ fn t2i_metric(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn t2i(
-    ctx: &StageContext,
-    config: &OfficialConfig,
-    python: &Path,
-    evaluator: &Path,
-    images: &Path,
-    files: &[LaidFile],
-    context: &ScoreContext,
-) -> Result<Scored, StageError> {
+async fn t2i(job: &Job<'_>) -> Result<Scored, StageError> {
+    let Job {
+        ctx,
+        config,
+        python,
+        evaluator,
+        images,
+        files,
+        context,
+        ..
+    } = *job;
     let mut categories: Vec<String> = files
         .iter()
         .filter_map(|f| f.file.split('/').next().map(str::to_string))
@@ -697,25 +714,20 @@ impl Stage for Official {
         let context = ScoreContext::from_images_json(&layout)
             .map_err(StageError::msg)?
             .judged_by(judge_label(benchmark), "official");
+        let job = Job {
+            ctx: &ctx,
+            config: &config,
+            python: &python,
+            evaluator: &evaluator,
+            images: &images,
+            files: &files,
+            layout: &layout,
+            context: &context,
+        };
         let scored = match benchmark {
-            Benchmark::Geneval => {
-                geneval(
-                    &ctx, &config, &python, &evaluator, &images, &files, &context,
-                )
-                .await?
-            }
-            Benchmark::DpgBench => {
-                dpg(
-                    &ctx, &config, &python, &evaluator, &images, &files, &layout, &context,
-                )
-                .await?
-            }
-            Benchmark::T2iCompbench => {
-                t2i(
-                    &ctx, &config, &python, &evaluator, &images, &files, &context,
-                )
-                .await?
-            }
+            Benchmark::Geneval => geneval(&job).await?,
+            Benchmark::DpgBench => dpg(&job).await?,
+            Benchmark::T2iCompbench => t2i(&job).await?,
         };
         scores::write(&ctx.out_dir, &scored.rows, scored.verdicts)?;
         let mut md = format!(

@@ -445,7 +445,8 @@ async fn judge(config: &VlmJudgeConfig, ctx: &Arc<StageContext>) -> Result<Outpu
     let prompts = ctx.input("prompts")?.clone();
     let prompt_rows: Vec<RlPrompt> = read_all(&prompts.dir)?;
     let families = prompt_set(prompt_rows.iter().map(|p| p.family.as_str()));
-    let benchmark = benchmark_of(config.benchmark, &families).map_err(StageError::msg)?;
+    let benchmark = benchmark_of(config.benchmark, &families)
+        .map_err(|e| StageError::msg(format!("input `prompts` (node `{}`): {e}", prompts.node)))?;
     let questions = Arc::new(questions(&prompt_rows, benchmark, &prompts.node)?);
     let mut llm = config.llm();
     let counter = TokenCounter::new(&llm.cost, &ctx.recipe_dir).map_err(StageError::msg)?;
@@ -477,10 +478,11 @@ async fn judge(config: &VlmJudgeConfig, ctx: &Arc<StageContext>) -> Result<Outpu
     let reporter = tokio::spawn(llm::session_report(session.clone(), llm.progress_secs));
     let collected = llm::online::collect(session.clone(), rx).await;
     reporter.abort();
+    // A client error first: it is why the request builder stopped, if it did.
+    let collected = collected?;
     let keys = reading
         .await
         .map_err(|e| StageError::msg(format!("the request builder stopped: {e}")))??;
-    let collected = collected?;
     session.log(format!("requests done: {}", session.ledger.line()));
     session.ledger.publish(ctx);
 

@@ -75,12 +75,19 @@ fn samples(wrong: bool) -> Vec<EvalSample> {
     for (i, p) in prompts.iter().enumerate() {
         let drawn = if wrong { (i + 1) % prompts.len() } else { i };
         for k in 0..2 {
-            let png = render_png(&scenes.for_metadata(&generated[drawn].metadata).unwrap(), 64);
+            let png = render_png(
+                &scenes.for_metadata(&generated[drawn].metadata).unwrap(),
+                64,
+            );
             out.push(EvalSample {
                 id: format!("{}-{k}", p.id),
                 benchmark: "shapes_geneval".into(),
                 prompt_id: p.id.clone(),
-                prompt: if i == 0 { PLANTED.into() } else { p.prompt.clone() },
+                prompt: if i == 0 {
+                    PLANTED.into()
+                } else {
+                    p.prompt.clone()
+                },
                 tag: p.tag.clone(),
                 sample: k,
                 rationale: Some(format!("Top left: <i>{}</i>.", p.prompt)),
@@ -140,8 +147,9 @@ impl Stage for Trained {
             metrics += &format!("{}\n", json!({"step": step, "loss": loss, "lr": 1e-3}));
         }
         std::fs::write(ctx.out_dir.join("metrics.jsonl"), metrics)?;
-        let evals = [(25, 0.3), (50, 0.6)]
-            .map(|(step, s)| json!({"step": step, "overall": s, "overall_ci95": [s - 0.1, s + 0.1]}).to_string());
+        let evals = [(25, 0.3), (50, 0.6)].map(|(step, s)| {
+            json!({"step": step, "overall": s, "overall_ci95": [s - 0.1, s + 0.1]}).to_string()
+        });
         std::fs::write(ctx.out_dir.join("eval.jsonl"), evals.join("\n"))?;
         Ok(Output {
             rows: None,
@@ -240,7 +248,13 @@ fn report() -> (tempfile::TempDir, PathBuf) {
             CancellationToken::new(),
         ))
         .unwrap();
-    let digest = match &summary.outcomes.iter().find(|(n, _)| n == "report").unwrap().1 {
+    let digest = match &summary
+        .outcomes
+        .iter()
+        .find(|(n, _)| n == "report")
+        .unwrap()
+        .1
+    {
         Outcome::Ran { digest, .. } => *digest,
         other => panic!("report: {other:?}"),
     };
@@ -256,8 +270,14 @@ fn the_page_holds_scores_judges_grids_curves_and_the_card() {
     assert!(html.contains("eval_right") && html.contains("eval_wrong"));
     assert!(html.contains("<table class=\"scores\">"));
     let cells = html.matches("<td class=\"num\"><b>").count();
-    assert_eq!(cells, html.matches("class=\"judge exact\" title=").count() - 2);
-    assert!(cells >= 2 * 7, "overall and six tasks for two models: {cells}");
+    assert_eq!(
+        cells,
+        html.matches("class=\"judge exact\" title=").count() - 2
+    );
+    assert!(
+        cells >= 2 * 7,
+        "overall and six tasks for two models: {cells}"
+    );
     // The right images score 1 with an interval; the paired difference is reported.
     assert!(html.contains("<b>1.000</b> <span class=\"ci\">95 % [1.000, 1.000]</span>"));
     assert!(html.contains("against <b>draw_right</b>"));
@@ -358,7 +378,12 @@ fn open(chromium: &Path, page: &Path) -> Opened {
     let b = run(&["--dump-dom".into()]);
     let console = [&a.stderr, &b.stderr]
         .iter()
-        .flat_map(|e| String::from_utf8_lossy(e).lines().map(str::to_string).collect::<Vec<_>>())
+        .flat_map(|e| {
+            String::from_utf8_lossy(e)
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
         .filter(|l| l.contains(":CONSOLE"))
         .collect();
     Opened {
@@ -378,9 +403,16 @@ fn chromium_renders_the_page_without_console_errors() {
     let shot = image::load_from_memory(&o.screenshot).unwrap().to_rgb8();
     assert_eq!(shot.dimensions(), (1280, 2000));
     let colours: std::collections::HashSet<[u8; 3]> = shot.pixels().map(|p| p.0).collect();
-    assert!(colours.len() > 50, "a blank page? {} colours", colours.len());
+    assert!(
+        colours.len() > 50,
+        "a blank page? {} colours",
+        colours.len()
+    );
     assert!(o.dom.contains("<table class=\"scores\">"), "score table");
-    assert!(o.dom.contains("<table class=\"settings\">"), "settings table");
+    assert!(
+        o.dom.contains("<table class=\"settings\">"),
+        "settings table"
+    );
     assert!(o.dom.matches("<img src=\"data:image/png;base64,").count() >= 40);
     assert!(o.dom.contains("<figure class=\"ok\">") && o.dom.contains("<figure class=\"bad\">"));
     assert_eq!(o.dom.matches("<svg").count(), 4);
@@ -399,7 +431,9 @@ fn chromium_console_errors_are_caught() {
     .unwrap();
     let o = open(&chromium, &page);
     assert!(
-        o.console.iter().any(|l| l.contains("missing is not defined")),
+        o.console
+            .iter()
+            .any(|l| l.contains("missing is not defined")),
         "{:#?}",
         o.console
     );

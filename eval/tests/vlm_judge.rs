@@ -1,7 +1,9 @@
-//! `eval.vlm_judge` end to end through the engine, against three servers on loopback:
+//! `eval.vlm_judge` end to end through the engine, against servers on loopback:
 //! the shapes VLM (`builtin:shapes-vlm`), whose per-image verdicts must equal the exact
 //! shapes judge's on right and deliberately wrong images; a scripted server whose
-//! answers hold no verdict (each counts 0, as `unparsed`, its answer kept); and a real
+//! answers hold no verdict (each counts 0, as `unparsed`, its answer kept; a second
+//! node finds every answer in the memo); one that refuses some requests (the node
+//! fails, naming the image, unless the failure policy allows them); and a real
 //! llama.cpp server (xllamacpp, a tiny random model with a vision projector made by
 //! `scripts/llama_server/make_tiny_models.py`), whose answers a grammar or a JSON schema
 //! constrains to verdicts, for a GenEval table and a T2I-CompBench table.
@@ -11,7 +13,7 @@ use datasets::shapes::{
     HeldOut, Judge, JudgeOptions, SceneGenerator, TaskCounts, prompt_set, render_png,
 };
 use datasets::table::{ShardOptions, ShardWriter};
-use llm::mock::{Answerer, MockServer, Script};
+use llm::mock::{Answerer, Fault, MockServer, Rule, Script};
 use pipeline::console::{Console, ConsoleMode};
 use pipeline::events::EventSink;
 use pipeline::executor::{Capacity, Outcome, RunOptions};
@@ -98,8 +100,13 @@ impl Judged {
 }
 
 /// Run a recipe of `test.prompts` (node `prompts`), `test.samples` (node `samples`)
-/// and the judge nodes `judges` (name, inline config); what each judge left.
-fn run(prompts: Vec<RlPrompt>, samples: Vec<EvalSample>, judges: &[(&str, String)]) -> Vec<Judged> {
+/// and the judge nodes `judges` (name, inline config); what each judge left, or its
+/// error.
+fn run_all(
+    prompts: Vec<RlPrompt>,
+    samples: Vec<EvalSample>,
+    judges: &[(&str, String)],
+) -> Vec<Result<Judged, String>> {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("store")).unwrap();
     let mut registry = Registry::new();
@@ -143,10 +150,11 @@ fn run(prompts: Vec<RlPrompt>, samples: Vec<EvalSample>, judges: &[(&str, String
         .map(|(name, _)| {
             let digest = match &summary.outcomes.iter().find(|(n, _)| n == name).unwrap().1 {
                 Outcome::Ran { digest, .. } => *digest,
+                Outcome::Failed { error } => return Err(error.clone()),
                 other => panic!("{name}: {other:?}"),
             };
             let out = store.object_dir(&digest);
-            Judged {
+            Ok(Judged {
                 scores: eval::scores::read_scores(&out).unwrap(),
                 verdicts: eval::scores::read_verdicts(&out)
                     .unwrap()
@@ -155,9 +163,16 @@ fn run(prompts: Vec<RlPrompt>, samples: Vec<EvalSample>, judges: &[(&str, String
                     .collect(),
                 report: std::fs::read_to_string(out.join("report.md")).unwrap(),
                 meta: store.manifest(&digest).unwrap().content.meta,
-            }
+            })
         })
         .collect()
+}
+
+/// [`run_all`] with one judge node, which must succeed.
+fn run(prompts: Vec<RlPrompt>, samples: Vec<EvalSample>, config: String) -> Judged {
+    run_all(prompts, samples, &[("judge", config)])
+        .remove(0)
+        .unwrap_or_else(|e| panic!("the judge failed: {e}"))
 }
 
 fn sample(id: String, prompt: &RlPrompt, png: Vec<u8>) -> EvalSample {
@@ -243,7 +258,7 @@ fn the_shapes_vlm_gives_the_exact_judges_verdicts() {
     );
 
     let config = r#"{ endpoint = { base_url = "builtin:shapes-vlm", model = "shapes-vlm" }, bootstrap_rounds = 200 }"#;
-    let j = run(rows, samples, &[("judge", config.to_string())]).remove(0);
+    let j = run(rows, samples, config.to_string());
     assert_eq!(j.verdicts.len(), 48);
     for (id, correct) in &exact {
         let d = j.details(id);
@@ -288,11 +303,21 @@ fn answers_without_a_verdict_count_zero_and_are_kept() {
     .unwrap();
     let (rows, samples) = t2i_table(2);
     let n = samples.len();
-    let config = format!(
-        r#"{{ endpoint = {{ base_url = "{}", model = "chatty" }}, bootstrap_rounds = 50 }}"#,
-        server.url()
+    let config = |rounds: usize| {
+        format!(
+            r#"{{ endpoint = {{ base_url = "{}", model = "chatty" }}, bootstrap_rounds = {rounds} }}"#,
+            server.url()
+        )
+    };
+    // A second node asks the same questions: the memo answers them all.
+    let mut out = run_all(
+        rows,
+        samples,
+        &[("judge", config(50)), ("again", config(60))],
     );
-    let j = run(rows, samples, &[("judge", config)]).remove(0);
+    assert_eq!(server.counts().chat, n as u64, "each request sent once");
+    let j = out.remove(0).unwrap();
+    assert_eq!(out.remove(0).unwrap().meta["unparsed"], n);
     assert_eq!(
         (j.meta["unparsed"].as_u64(), j.meta["images"].as_u64()),
         (Some(n as u64), Some(n as u64))
@@ -306,6 +331,59 @@ fn answers_without_a_verdict_count_zero_and_are_kept() {
     );
     assert!(j.report.contains(&format!("{n} answers held no verdict")));
     assert_labelled(&j, "chatty", "t2i_compbench");
+}
+
+#[test]
+fn images_without_an_answer_fail_the_node_unless_the_policy_allows_them() {
+    let (rows, samples) = t2i_table(2);
+    // The server refuses one prompt's requests for good (a 400: not retried).
+    let refused = rows
+        .iter()
+        .find(|p| p.tag.as_deref() == Some("texture"))
+        .unwrap()
+        .clone();
+    let server = MockServer::start(Script {
+        answerer: Some(Answerer(Arc::new(|_| Ok("\\boxed{1}".to_string())))),
+        rules: vec![Rule::always(Fault::context_length()).when(&refused.prompt)],
+        ..Script::default()
+    })
+    .unwrap();
+    let config = |policy: &str| {
+        format!(
+            r#"{{ endpoint = {{ base_url = "{}", model = "m" }}, bootstrap_rounds = 50{policy} }}"#,
+            server.url()
+        )
+    };
+    let mut out = run_all(
+        rows,
+        samples,
+        &[
+            ("strict", config("")),
+            ("lenient", config(", policy = { allow_failures = 0.25 }")),
+        ],
+    );
+    let e = out.remove(0).err().unwrap();
+    assert!(e.contains("2 of 8 images got no answer"), "{e}");
+    assert!(e.contains(&format!("sample `{}-0`", refused.id)), "{e}");
+    assert!(e.contains("maximum context length"), "{e}");
+    let j = out.remove(0).unwrap();
+    assert_eq!(
+        (j.meta["failed"].as_u64(), j.meta["unparsed"].as_u64()),
+        (Some(2), Some(0))
+    );
+    let d = j.details(&format!("{}-1", refused.id));
+    assert!(
+        d["failed"]
+            .as_str()
+            .unwrap()
+            .contains("maximum context length"),
+        "{d}"
+    );
+    assert_eq!(j.verdicts[&format!("{}-1", refused.id)].score, Some(0.0));
+    // Shape 1 of 1, texture 1 of 2 (its other prompt answered): overall their mean.
+    let task = |t: &str| j.scores.iter().find(|s| s.task == t).unwrap().score;
+    assert_eq!((task("shape"), task("texture")), (1.0, 0.5));
+    assert_eq!(task("overall"), 0.75);
 }
 
 /// The first `per` prompts of T2I-CompBench's shape and texture files, each with two
@@ -483,24 +561,16 @@ fn a_llama_cpp_server_judges_geneval_and_t2i_compbench_tables() {
     let g = run(
         geneval,
         geneval_samples,
-        &[(
-            "judge",
-            format!("{{ {endpoint}, response_format = \"grammar\", max_tokens = 16 }}"),
-        )],
-    )
-    .remove(0);
+        format!("{{ {endpoint}, response_format = \"grammar\", max_tokens = 16 }}"),
+    );
     check_constrained(&g, 24, "geneval", 7);
     // T2I-CompBench: a JSON schema constrains the answers.
     let (rows, samples) = t2i_table(3);
     let t = run(
         rows,
         samples,
-        &[(
-            "judge",
-            format!("{{ {endpoint}, response_format = \"json_schema\", max_tokens = 256 }}"),
-        )],
-    )
-    .remove(0);
+        format!("{{ {endpoint}, response_format = \"json_schema\", max_tokens = 256 }}"),
+    );
     check_constrained(&t, 12, "t2i_compbench", 3);
     for v in t.verdicts.keys() {
         assert!(

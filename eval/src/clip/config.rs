@@ -129,7 +129,7 @@ impl ClipConfig {
         let encoder = |v: &Value, which: &str| -> Result<EncoderConfig, ClipError> {
             let r: RawEncoder =
                 serde_json::from_value(v.clone()).map_err(|e| bad(format!("{which}: {e}")))?;
-            if r.num_attention_heads == 0 || r.hidden_size % r.num_attention_heads != 0 {
+            if r.num_attention_heads == 0 || !r.hidden_size.is_multiple_of(r.num_attention_heads) {
                 return Err(bad(format!(
                     "{which}: hidden_size {} is not a multiple of num_attention_heads {}",
                     r.hidden_size, r.num_attention_heads
@@ -154,7 +154,7 @@ impl ClipConfig {
             usize_of(&vision, "vision_config", "image_size")?,
             usize_of(&vision, "vision_config", "patch_size")?,
         );
-        if patch_size == 0 || image_size % patch_size != 0 {
+        if patch_size == 0 || !image_size.is_multiple_of(patch_size) {
             return Err(bad(format!(
                 "vision_config: image_size {image_size} is not a multiple of patch_size {patch_size}"
             )));

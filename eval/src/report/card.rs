@@ -40,57 +40,63 @@ fn cells(line: &str) -> Vec<&str> {
         .collect()
 }
 
+fn paragraph_html(out: &mut String, lines: &mut Vec<&str>) {
+    if !lines.is_empty() {
+        let _ = write!(out, "<p>{}</p>", inline(&lines.join(" ")));
+        lines.clear();
+    }
+}
+
+fn table_html(out: &mut String, rows: &mut Vec<&str>) {
+    if rows.is_empty() {
+        return;
+    }
+    out.push_str("<table class=\"card\">");
+    for (i, row) in rows.iter().enumerate() {
+        // The second line of a pipe table only aligns the columns.
+        if i == 1 && row.contains("---") {
+            continue;
+        }
+        let tag = if i == 0 { "th" } else { "td" };
+        out.push_str("<tr>");
+        for c in cells(row) {
+            let _ = write!(out, "<{tag}>{}</{tag}>", inline(c));
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</table>");
+    rows.clear();
+}
+
 /// Markdown (the subset above) as HTML; headings one level below `<h3>`.
 pub fn to_html(markdown: &str) -> String {
     let mut out = String::new();
     let mut table: Vec<&str> = Vec::new();
     let mut paragraph: Vec<&str> = Vec::new();
-    let flush = |out: &mut String, table: &mut Vec<&str>, paragraph: &mut Vec<&str>| {
-        if !paragraph.is_empty() {
-            let _ = write!(out, "<p>{}</p>", inline(&paragraph.join(" ")));
-            paragraph.clear();
-        }
-        if !table.is_empty() {
-            out.push_str("<table class=\"card\">");
-            for (i, row) in table.iter().enumerate() {
-                // The second line of a pipe table only aligns the columns.
-                if i == 1 && row.contains("---") {
-                    continue;
-                }
-                let tag = if i == 0 { "th" } else { "td" };
-                out.push_str("<tr>");
-                for c in cells(row) {
-                    let _ = write!(out, "<{tag}>{}</{tag}>", inline(c));
-                }
-                out.push_str("</tr>");
-            }
-            out.push_str("</table>");
-            table.clear();
-        }
-    };
     for line in body(markdown).lines() {
         let trimmed = line.trim();
         if trimmed.starts_with('|') {
-            // A pending paragraph ends (a table is never pending beside one).
-            if !paragraph.is_empty() {
-                flush(&mut out, &mut table, &mut paragraph);
-            }
+            paragraph_html(&mut out, &mut paragraph);
             table.push(trimmed);
             continue;
         }
-        flush(&mut out, &mut table, &mut paragraph);
+        table_html(&mut out, &mut table);
         if let Some(h) = trimmed.strip_prefix('#') {
+            paragraph_html(&mut out, &mut paragraph);
             let level = 4 + h.chars().take_while(|&c| c == '#').count().min(2);
             let _ = write!(
                 out,
                 "<h{level}>{}</h{level}>",
                 inline(h.trim_start_matches('#').trim())
             );
-        } else if !trimmed.is_empty() {
+        } else if trimmed.is_empty() {
+            paragraph_html(&mut out, &mut paragraph);
+        } else {
             paragraph.push(trimmed);
         }
     }
-    flush(&mut out, &mut table, &mut paragraph);
+    paragraph_html(&mut out, &mut paragraph);
+    table_html(&mut out, &mut table);
     out
 }
 

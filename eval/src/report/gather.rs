@@ -21,9 +21,9 @@ use super::model::{DatasetCard, EvalRun, PromptResult, Report, Sample, Training,
 use crate::scores::{SCORES_DIR, read_scores, read_verdicts};
 use datasets::table::TableReader;
 use pipeline::{ArtifactKind, InputArtifact, StageError};
+use schemars::JsonSchema;
 use schemas::eval_sample::EvalSample;
 use schemas::eval_score::EvalScore;
-use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -83,8 +83,7 @@ fn read_lines(path: &Path) -> Result<Vec<Value>, StageError> {
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
-            serde_json::from_str(l)
-                .map_err(|e| StageError::msg(format!("{}: {e}", path.display())))
+            serde_json::from_str(l).map_err(|e| StageError::msg(format!("{}: {e}", path.display())))
         })
         .collect()
 }
@@ -283,10 +282,7 @@ fn by_prompt(verdicts: Vec<EvalSample>) -> Vec<PromptResult> {
 }
 
 /// The image bytes of the samples `wanted`, read shard by shard.
-fn read_images(
-    dir: &Path,
-    wanted: &HashSet<&str>,
-) -> Result<HashMap<String, Vec<u8>>, StageError> {
+fn read_images(dir: &Path, wanted: &HashSet<&str>) -> Result<HashMap<String, Vec<u8>>, StageError> {
     let mut out = HashMap::new();
     for rows in TableReader::open(dir)?.rows::<EvalSample>()? {
         for r in rows? {

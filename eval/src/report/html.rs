@@ -151,9 +151,9 @@ fn scores_section(s: &mut String, evals: &[EvalRun]) {
                 match cell(e, task) {
                     Some(r) => {
                         let ci = match (r.ci95_low, r.ci95_high) {
-                            (Some(lo), Some(hi)) => format!(
-                                " <span class=\"ci\">95 % [{lo:.3}, {hi:.3}]</span>"
-                            ),
+                            (Some(lo), Some(hi)) => {
+                                format!(" <span class=\"ci\">95 % [{lo:.3}, {hi:.3}]</span>")
+                            }
                             _ => String::new(),
                         };
                         let _ = write!(
@@ -307,7 +307,21 @@ fn prompt_card(s: &mut String, p: &PromptResult) {
 fn mime(bytes: &[u8]) -> &'static str {
     match bytes {
         [0xFF, 0xD8, ..] => "image/jpeg",
-        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => "image/webp",
+        [
+            b'R',
+            b'I',
+            b'F',
+            b'F',
+            _,
+            _,
+            _,
+            _,
+            b'W',
+            b'E',
+            b'B',
+            b'P',
+            ..,
+        ] => "image/webp",
         [b'G', b'I', b'F', ..] => "image/gif",
         _ => "image/png",
     }

@@ -120,7 +120,12 @@ pub fn line_chart(chart: &Chart) -> String {
         .series
         .iter()
         .flat_map(|(_, p)| p.iter().copied())
-        .chain(chart.band.iter().flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)]));
+        .chain(
+            chart
+                .band
+                .iter()
+                .flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)]),
+        );
     let (mut x_lo, mut x_hi, mut y_lo, mut y_hi) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for (x, y) in all {
         (x_lo, x_hi, y_lo, y_hi) = (x_lo.min(x), x_hi.max(x), y_lo.min(y), y_hi.max(y));
@@ -129,7 +134,10 @@ pub fn line_chart(chart: &Chart) -> String {
         return String::new();
     }
     if y_hi - y_lo < 1e-12 {
-        (y_lo, y_hi) = (y_lo - 0.5 * y_lo.abs().max(1e-3), y_hi + 0.5 * y_hi.abs().max(1e-3));
+        (y_lo, y_hi) = (
+            y_lo - 0.5 * y_lo.abs().max(1e-3),
+            y_hi + 0.5 * y_hi.abs().max(1e-3),
+        );
     }
     if x_hi - x_lo < 1e-12 {
         (x_lo, x_hi) = (x_lo - 1.0, x_hi + 1.0);
@@ -287,7 +295,11 @@ mod tests {
                 ),
             ],
         );
-        assert_eq!(svg.matches("<rect x").count(), 3 + 2, "three bars, two legend keys");
+        assert_eq!(
+            svg.matches("<rect x").count(),
+            3 + 2,
+            "three bars, two legend keys"
+        );
         assert_eq!(svg.matches("<path").count(), 1, "one whisker");
         assert!(svg.contains("&lt;colors&gt;") && svg.contains("a &amp; b"));
         assert!(!svg.contains("<colors>"));
@@ -304,7 +316,10 @@ mod tests {
         };
         let svg = line_chart(&chart);
         assert!(svg.contains(r#"<polyline points="52.0,"#), "{svg}");
-        assert!(svg.contains("390.0,"), "the last step at the right edge: {svg}");
+        assert!(
+            svg.contains("390.0,"),
+            "the last step at the right edge: {svg}"
+        );
         assert_eq!(svg.matches("<polygon").count(), 1);
         assert_eq!(svg.matches("<circle").count(), 2);
         assert!(line_chart(&Chart::default()).is_empty());

@@ -16,6 +16,7 @@
 //! to lay out another count knowingly): a layout the evaluator would misread is an
 //! error naming the prompt, never a silently short benchmark.
 
+pub use crate::benchmark::Benchmark;
 use crate::scores::{ScoreContext, prompt_set, read_all};
 use image::{GenericImage, RgbImage};
 use pipeline::{
@@ -29,44 +30,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-
-/// A benchmark with an official layout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Benchmark {
-    Geneval,
-    DpgBench,
-    T2iCompbench,
-}
-
-impl Benchmark {
-    /// The benchmark of a prompt family (`geneval_long` and the shapes world's records
-    /// are GenEval's).
-    pub fn of_family(family: &str) -> Option<Benchmark> {
-        match family {
-            "geneval" | "geneval_long" | "shapes" => Some(Benchmark::Geneval),
-            "dpg_bench" => Some(Benchmark::DpgBench),
-            "t2i_compbench" => Some(Benchmark::T2iCompbench),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Benchmark::Geneval => "geneval",
-            Benchmark::DpgBench => "dpg_bench",
-            Benchmark::T2iCompbench => "t2i_compbench",
-        }
-    }
-
-    /// Images per prompt the protocol asks for.
-    pub fn samples_per_prompt(self) -> u32 {
-        match self {
-            Benchmark::Geneval | Benchmark::DpgBench => 4,
-            Benchmark::T2iCompbench => 10,
-        }
-    }
-}
 
 /// Config of `eval.layout`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
@@ -99,10 +62,6 @@ pub enum LayoutError {
     BadPrompt { prompt: String, message: String },
     #[error("sample `{sample}`: {message}")]
     BadImage { sample: String, message: String },
-    #[error(
-        "no benchmark for prompt family `{0}`: set `benchmark` (geneval, dpg_bench, t2i_compbench)"
-    )]
-    UnknownFamily(String),
     #[error("DPG-Bench's grid is 2×2: `samples_per_prompt` must be 4, not {0}")]
     DpgGrid(u32),
     #[error("no samples to lay out")]
@@ -394,11 +353,8 @@ impl Stage for Layout {
             let read_prompts: Vec<RlPrompt> = read_all(&prompts.dir)?;
             let rows: Vec<EvalSample> = read_all(&samples.dir)?;
             let family = prompt_set(read_prompts.iter().map(|p| p.family.as_str()));
-            let benchmark = match config.benchmark {
-                Some(b) => b,
-                None => Benchmark::of_family(&family)
-                    .ok_or_else(|| LayoutError::UnknownFamily(family.clone()))?,
-            };
+            let benchmark =
+                Benchmark::for_prompts(config.benchmark, &family).map_err(StageError::msg)?;
             let wanted = config
                 .samples_per_prompt
                 .unwrap_or(benchmark.samples_per_prompt());

@@ -9,6 +9,7 @@
 //! benchmark prompts among training prompts (`eval.contamination`, [`contamination`]);
 //! and a page people look at over all of it (`eval.report`, [`report`]).
 
+pub mod benchmark;
 pub mod bootstrap;
 pub mod clip;
 pub mod clip_judge;

@@ -8,11 +8,42 @@
 //!
 //! [`ShapesVlm`] is the shapes world's stand-in for the judge model: it answers those
 //! same requests with the exact shapes judge, so the reward path over HTTP has a known
-//! truth.
+//! truth; an endpoint `builtin:shapes-vlm` starts it on loopback ([`start_builtin`]).
 
 use datasets::shapes::{Judge, JudgeOptions, Metadata, Task, all_prompts};
 use image::{DynamicImage, RgbImage};
+use llm::config::LlmConfig;
+use llm::mock::{Answerer, MockServer, Script};
 use std::collections::HashMap;
+use std::sync::Arc;
+
+/// `endpoint.base_url` that starts the shapes world's judge model on loopback.
+pub const BUILTIN_SHAPES_VLM: &str = "builtin:shapes-vlm";
+
+/// `config` as checks before a run see it: the builtin name as a loopback URL.
+pub fn checkable(config: &LlmConfig) -> LlmConfig {
+    let mut c = config.clone();
+    if c.endpoint.base_url == BUILTIN_SHAPES_VLM {
+        c.endpoint.base_url = "http://127.0.0.1/v1".into();
+    }
+    c
+}
+
+/// The shapes VLM on loopback when the endpoint asks for it; its URL then replaces the
+/// builtin name in `config`. Keep the server while requests go.
+pub fn start_builtin(config: &mut LlmConfig) -> Result<Option<MockServer>, String> {
+    if config.endpoint.base_url != BUILTIN_SHAPES_VLM {
+        return Ok(None);
+    }
+    let vlm = Arc::new(ShapesVlm::default());
+    let server = MockServer::start(Script {
+        answerer: Some(Answerer(Arc::new(move |r| vlm.answer_request(r)))),
+        ..Script::default()
+    })
+    .map_err(|e| format!("starting the shapes VLM: {e}"))?;
+    config.endpoint.base_url = server.url();
+    Ok(Some(server))
+}
 
 /// The judge's prompt; `{prompt}` stands for the prompt, `<image>` for the image.
 pub const RM_TEMPLATE: &str = "You are given a text prompt: \"{prompt}\" \nBelow is one generated image:\n<image>\n\n1. Describe the image thoroughly (objects, colors, layout, etc.), do not be affected by the prompt.\n2. Identify key visual elements and instructions from the prompt.\n3. Evaluate how well the image follows the prompt:\n   - Are all required elements present?\n   - Are object counts, colors, and positions accurate?\n\nBe extremly strict and precise:\nOnly if the image matches the prompt perfectly, respond with: \\boxed{1}\nOtherwise, respond with: \\boxed{0}\n\nReason before your final boxed answer. Only one number should appear inside the box.";

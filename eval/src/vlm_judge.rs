@@ -14,8 +14,9 @@
 //! `endpoint.base_url = "builtin:shapes-vlm"` starts the shapes world's judge model on
 //! loopback for the run.
 
-use crate::scores::{self, ScoreContext, prompt_set};
-use crate::vlm::{ShapesVlm, judge_image};
+pub use crate::benchmark::Benchmark;
+use crate::scores::{self, ScoreContext, prompt_set, read_all};
+use crate::vlm::{checkable, judge_image, start_builtin};
 use crate::vlm_questions::{Question, geneval_question, match_question};
 use crate::vlm_verdicts::{Overall, Tally, Verdict, read, report, score_rows};
 use datasets::table::TableReader;
@@ -24,7 +25,6 @@ use llm::config::{
     Structured,
 };
 use llm::cost::TokenCounter;
-use llm::mock::{Answerer, MockServer, Script};
 use llm::template::{Builtin, Template};
 use llm::{Answer, Collected, Job, Session, Shape};
 use pipeline::{
@@ -37,28 +37,13 @@ use schemas::rl_prompt::RlPrompt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// `endpoint.base_url` that starts the shapes world's judge model on loopback.
-pub const BUILTIN_SHAPES_VLM: &str = "builtin:shapes-vlm";
 /// The memo namespace of answers (the LLM stages' and GRPO's judge's).
 const ANSWERS_NAMESPACE: &str = "llm.chat";
 /// llama.cpp's GBNF grammar that admits only the verdict.
 const BOXED_GRAMMAR: &str = r#"root ::= "\\boxed{" [01] "}""#;
-
-/// Which benchmark's questions and summary.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Benchmark {
-    /// GenEval's record checks per image; overall = the mean of the task scores.
-    Geneval,
-    /// ReasonGen-R1's match question; overall = the mean over images.
-    DpgBench,
-    /// ReasonGen-R1's match question; overall = the mean of the category scores.
-    T2iCompbench,
-}
 
 /// An answer constraint the server enforces, for servers that support it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -177,21 +162,6 @@ fn shape(config: &LlmConfig, counter: TokenCounter) -> Result<Shape, String> {
     Shape::new(config, template, schema, "verdict", counter)
 }
 
-/// The benchmark of prompts of `families` (joined by `+`), unless the config names it.
-fn benchmark_of(config: Option<Benchmark>, families: &str) -> Result<Benchmark, String> {
-    if let Some(b) = config {
-        return Ok(b);
-    }
-    match families {
-        "geneval" | "geneval_long" | "shapes" => Ok(Benchmark::Geneval),
-        "dpg_bench" => Ok(Benchmark::DpgBench),
-        "t2i_compbench" => Ok(Benchmark::T2iCompbench),
-        other => Err(format!(
-            "the prompts' family `{other}` names no benchmark: set `benchmark` (geneval, dpg_bench or t2i_compbench)"
-        )),
-    }
-}
-
 /// Each prompt's question, by prompt id.
 fn questions(
     prompts: &[RlPrompt],
@@ -221,30 +191,6 @@ fn questions(
             Ok((p.id.clone(), q))
         })
         .collect()
-}
-
-fn read_all<R: schemas::Row>(dir: &Path) -> Result<Vec<R>, StageError> {
-    let mut out = Vec::new();
-    for rows in TableReader::open(dir)?.rows::<R>()? {
-        out.extend(rows?);
-    }
-    Ok(out)
-}
-
-/// The shapes VLM on loopback when the endpoint asks for it (its URL replaces the
-/// builtin name in `config`).
-fn start_builtin(config: &mut LlmConfig) -> Result<Option<MockServer>, StageError> {
-    if config.endpoint.base_url != BUILTIN_SHAPES_VLM {
-        return Ok(None);
-    }
-    let vlm = Arc::new(ShapesVlm::default());
-    let server = MockServer::start(Script {
-        answerer: Some(Answerer(Arc::new(move |r| vlm.answer_request(r)))),
-        ..Script::default()
-    })
-    .map_err(|e| StageError::msg(format!("starting the shapes VLM: {e}")))?;
-    config.endpoint.base_url = server.url();
-    Ok(Some(server))
 }
 
 /// Pass 1: every sample's request, sent to `jobs` in table order; the keys, in order.
@@ -421,10 +367,7 @@ impl Stage for VlmJudge {
     }
 
     fn validate(config: &VlmJudgeConfig, _bindings: &Bindings) -> Result<(), String> {
-        let mut c = config.llm();
-        if c.endpoint.base_url == BUILTIN_SHAPES_VLM {
-            c.endpoint.base_url = "http://127.0.0.1/v1".into();
-        }
+        let c = checkable(&config.llm());
         c.check(c.structured.is_some())?;
         if config.max_tokens == 0 {
             return Err("max_tokens must be at least 1".into());
@@ -445,7 +388,7 @@ async fn judge(config: &VlmJudgeConfig, ctx: &Arc<StageContext>) -> Result<Outpu
     let prompts = ctx.input("prompts")?.clone();
     let prompt_rows: Vec<RlPrompt> = read_all(&prompts.dir)?;
     let families = prompt_set(prompt_rows.iter().map(|p| p.family.as_str()));
-    let benchmark = benchmark_of(config.benchmark, &families)
+    let benchmark = Benchmark::for_prompts(config.benchmark, &families)
         .map_err(|e| StageError::msg(format!("input `prompts` (node `{}`): {e}", prompts.node)))?;
     let questions = Arc::new(questions(&prompt_rows, benchmark, &prompts.node)?);
     let mut llm = config.llm();
@@ -453,7 +396,7 @@ async fn judge(config: &VlmJudgeConfig, ctx: &Arc<StageContext>) -> Result<Outpu
     // Built before the shapes VLM's port replaces `builtin:shapes-vlm`, so that request
     // keys, which hold the base URL, stay the same across runs.
     let shape = Arc::new(shape(&llm, counter).map_err(StageError::msg)?);
-    let _server = start_builtin(&mut llm)?;
+    let _server = start_builtin(&mut llm).map_err(StageError::msg)?;
     let rows = TableReader::open(&samples.dir)?.row_count()?;
     ctx.progress.set_total(rows, "images");
     let session = Session::open(
@@ -549,24 +492,6 @@ async fn judge(config: &VlmJudgeConfig, ctx: &Arc<StageContext>) -> Result<Outpu
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_benchmark_follows_the_prompts_family_unless_set() {
-        assert_eq!(benchmark_of(None, "shapes"), Ok(Benchmark::Geneval));
-        assert_eq!(
-            benchmark_of(None, "t2i_compbench"),
-            Ok(Benchmark::T2iCompbench)
-        );
-        assert_eq!(
-            benchmark_of(Some(Benchmark::DpgBench), "geneval+x"),
-            Ok(Benchmark::DpgBench)
-        );
-        assert!(
-            benchmark_of(None, "geneval+t2i_compbench")
-                .unwrap_err()
-                .contains("set `benchmark`")
-        );
-    }
 
     #[test]
     fn the_failure_policy_decides_on_unanswered_images() {

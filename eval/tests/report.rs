@@ -287,7 +287,21 @@ fn the_page_holds_scores_judges_grids_curves_and_the_card() {
         2 * (2 + 2 + 6) * 2
     );
     assert!(html.contains("✓") && html.contains("✗"));
-    assert!(html.contains("Worst prompts") && html.contains("Best prompts"));
+    // The wrong model's worst prompts have no image right; the right one's best, all.
+    let first_mean = |from: &str, section: &str| {
+        let at = html.find(from).unwrap();
+        let at = at + html[at..].find(section).unwrap();
+        let at = at + html[at..].find("<span class=\"mean\">").unwrap();
+        html[at..].split('<').nth(1).unwrap().to_string()
+    };
+    assert_eq!(
+        first_mean("<h3>eval_wrong", "Worst prompts"),
+        "span class=\"mean\">0/2"
+    );
+    assert_eq!(
+        first_mean("<h3>eval_right", "Best prompts"),
+        "span class=\"mean\">2/2"
+    );
     // User text is escaped, never markup.
     assert!(html.contains("a photo of &lt;b&gt;two&lt;/b&gt; &amp; &quot;squares&quot;"));
     assert!(html.contains("Top left: &lt;i&gt;"));

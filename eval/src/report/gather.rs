@@ -39,7 +39,7 @@ pub struct ReportConfig {
     /// Prompts shown per task, the first judged of each.
     #[serde(default = "default_per_task")]
     pub per_task: usize,
-    /// Prompts shown among the worst, and among the best.
+    /// Prompts shown among the worst, and among the best (none shown twice).
     #[serde(default = "default_extremes")]
     pub extremes: usize,
 }
@@ -190,7 +190,12 @@ fn eval_run(
     order.sort_by(|&i, &j| prompts[i].mean().total_cmp(&prompts[j].mean()));
     let worst: Vec<usize> = order.iter().take(config.extremes).copied().collect();
     order.sort_by(|&i, &j| prompts[j].mean().total_cmp(&prompts[i].mean()));
-    let best: Vec<usize> = order.iter().take(config.extremes).copied().collect();
+    let best: Vec<usize> = order
+        .iter()
+        .filter(|i| !worst.contains(i))
+        .take(config.extremes)
+        .copied()
+        .collect();
     let mut tasks: Vec<(String, Vec<usize>)> = Vec::new();
     for (i, p) in prompts.iter().enumerate() {
         let tag = p.tag.clone().unwrap_or_else(|| "untagged".into());

@@ -37,10 +37,10 @@ th{background:#f3f5f8}td.num{text-align:right;white-space:nowrap}
 .judge.substitute{background:#fde2e1;color:#a3211b;font-weight:600}
 .chart{display:block;margin:8px 0}.chart .tick{font-size:11px;fill:#555}.chart .legend{font-size:12px;fill:#222}.chart .title{font-size:13px;font-weight:600;fill:#222}
 .charts{display:flex;flex-wrap:wrap;gap:8px}
-.prompt{border:1px solid #e2e2e2;border-radius:6px;padding:8px;margin:8px 0}
+.prompts{display:flex;flex-wrap:wrap;gap:10px;align-items:flex-start}.prompt{border:1px solid #e2e2e2;border-radius:6px;padding:8px;max-width:580px}
 .prompt .head{margin-bottom:6px}.prompt .mean{font-weight:700;margin-right:6px}.tag{font-size:11px;background:#eee;border-radius:3px;padding:0 4px;margin-left:6px}
 .samples{display:flex;flex-wrap:wrap;gap:10px}
-figure{margin:0;width:200px;font-size:12px}figure img,figure .missing{width:128px;height:128px;image-rendering:pixelated;border:3px solid #ccc;display:block}
+figure{margin:0;width:132px;font-size:11px;overflow-wrap:anywhere}figure img,figure .missing{width:128px;height:128px;image-rendering:pixelated;border:3px solid #ccc;display:block}
 figure.ok img{border-color:#59a14f}figure.bad img{border-color:#e15759}
 .verdict{font-weight:700}.ok .verdict{color:#2c7a1f}.bad .verdict{color:#c0261d}
 .rationale{color:#444;font-style:italic;max-height:7.5em;overflow:hidden;margin:2px 0 0}
@@ -58,7 +58,7 @@ pub fn render(report: &Report) -> String {
     );
     let _ = write!(
         s,
-        "<header><h1>{}</h1><p class=\"sub\">{} evaluations, {} training runs, {} dataset releases. Every score names its judge: <span class=\"judge exact\">exact</span> a known truth, <span class=\"judge official\">official</span> the benchmark's own evaluator, <span class=\"judge substitute\">substitute</span> another judge standing in for it (not the benchmark's number).</p>",
+        "<header><h1>{}</h1><p class=\"sub\">Evaluations: {}; training runs: {}; dataset cards: {}. Every score names its judge: <span class=\"judge exact\">exact</span> a known truth, <span class=\"judge official\">official</span> the benchmark's own evaluator, <span class=\"judge substitute\">substitute</span> another judge standing in for it (not the benchmark's number).</p>",
         escape(&report.title),
         report.evals.len(),
         report.trainings.len(),
@@ -260,7 +260,7 @@ fn images_section(s: &mut String, evals: &[EvalRun]) {
         let judge = e.scores.first().map(judge_badge).unwrap_or_default();
         let _ = write!(
             s,
-            "<h3>{} <small>model {}</small>{judge}</h3><p class=\"sub\">{} prompts judged.</p>",
+            "<h3>{} <small>model {}</small>{judge}</h3><p class=\"sub\">Prompts judged: {}.</p>",
             escape(&e.label),
             escape(&e.model),
             e.prompts_judged
@@ -271,7 +271,7 @@ fn images_section(s: &mut String, evals: &[EvalRun]) {
         for (title, prompts) in [("Worst prompts", &e.worst), ("Best prompts", &e.best)] {
             if !prompts.is_empty() {
                 let _ = write!(s, "<h4>{title}</h4>");
-                prompts.iter().for_each(|p| prompt_card(s, p));
+                prompt_cards(s, prompts);
             }
         }
         if !e.by_task.is_empty() {
@@ -279,10 +279,16 @@ fn images_section(s: &mut String, evals: &[EvalRun]) {
         }
         for (task, prompts) in &e.by_task {
             let _ = write!(s, "<h5>{}</h5>", escape(task));
-            prompts.iter().for_each(|p| prompt_card(s, p));
+            prompt_cards(s, prompts);
         }
     }
     s.push_str("</section>");
+}
+
+fn prompt_cards(s: &mut String, prompts: &[PromptResult]) {
+    s.push_str("<div class=\"prompts\">");
+    prompts.iter().for_each(|p| prompt_card(s, p));
+    s.push_str("</div>");
 }
 
 fn prompt_card(s: &mut String, p: &PromptResult) {

@@ -1,5 +1,7 @@
 //! The eval stages through the engine, one test binary: official evaluators over the
-//! benchmarks' layouts.
+//! benchmarks' layouts, CLIP and a VLM over HTTP as substitute judges.
 
+mod clip;
 mod harness;
 mod official;
+mod vlm_judge;

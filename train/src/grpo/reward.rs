@@ -19,11 +19,11 @@
 //! request two batches hold is sent once.
 
 use datasets::shapes::{Judge, JudgeOptions, Metadata};
-use eval::vlm::{ShapesVlm, judge_image, judge_text, reward};
+use eval::vlm::{checkable, judge_image, judge_text, reward, start_builtin};
 use image::RgbImage;
 use llm::config::{Executor, LlmConfig};
 use llm::cost::TokenCounter;
-use llm::mock::{Answerer, MockServer, Script};
+use llm::mock::MockServer;
 use llm::template::{Builtin, Template};
 use llm::{Answer, Expect, Job, Session, Shape};
 use pipeline::{StageContext, StageError};
@@ -32,8 +32,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// `endpoint.base_url` that starts the shapes world's judge model on loopback.
-pub const BUILTIN_SHAPES_VLM: &str = "builtin:shapes-vlm";
 /// The memo namespace of the judge's answers (the LLM stages' namespace).
 const ANSWERS_NAMESPACE: &str = "llm.chat";
 /// Greedy decoding and 1,024 tokens, as ReasonGen-R1's judge.
@@ -72,12 +70,10 @@ impl RewardConfig {
                 if c.template.system.is_some() || c.template.user.is_some() {
                     return Err("reward.vlm: the judge's template is ReasonGen-R1's".into());
                 }
-                let mut c = judge_config(c);
                 // The builtin server's URL is known once the run starts it.
-                if c.endpoint.base_url == BUILTIN_SHAPES_VLM {
-                    c.endpoint.base_url = "http://127.0.0.1/v1".into();
-                }
-                c.check(false).map_err(|e| format!("reward.vlm: {e}"))
+                checkable(&judge_config(c))
+                    .check(false)
+                    .map_err(|e| format!("reward.vlm: {e}"))
             }
             RewardConfig::Sum(parts) => {
                 if parts.is_empty() {
@@ -207,19 +203,10 @@ impl Rewarder {
                 // Built before the shapes VLM's port replaces `builtin:shapes-vlm`, so
                 // that request keys, which hold the base URL, stay the same across runs.
                 let shape = judge_shape(&c, &ctx.recipe_dir).map_err(StageError::msg)?;
-                let server = if c.endpoint.base_url == BUILTIN_SHAPES_VLM {
-                    let vlm = Arc::new(ShapesVlm::default());
-                    let server = MockServer::start(Script {
-                        answerer: Some(Answerer(Arc::new(move |r| vlm.answer_request(r)))),
-                        ..Script::default()
-                    })
-                    .map_err(|e| StageError::msg(format!("starting the shapes VLM: {e}")))?;
-                    c.endpoint.base_url = server.url();
-                    ctx.log(format!("the shapes VLM answers at {}", server.url()));
-                    Some(server)
-                } else {
-                    None
-                };
+                let server = start_builtin(&mut c).map_err(StageError::msg)?;
+                if let Some(s) = &server {
+                    ctx.log(format!("the shapes VLM answers at {}", s.url()));
+                }
                 // The session's memo writer runs on the runtime.
                 let _runtime = handle.enter();
                 let session = Session::open(

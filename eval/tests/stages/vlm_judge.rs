@@ -12,20 +12,11 @@ use datasets::benchmarks::{Suite, T2iFile, prompts};
 use datasets::shapes::{
     HeldOut, Judge, JudgeOptions, SceneGenerator, TaskCounts, prompt_set, render_png,
 };
-use datasets::table::{ShardOptions, ShardWriter};
 use llm::mock::{Answerer, Fault, MockServer, Rule, Script};
-use pipeline::console::{Console, ConsoleMode};
-use pipeline::events::EventSink;
-use pipeline::executor::{Capacity, Outcome, RunOptions};
-use pipeline::recipe::{Recipe, validate};
-use pipeline::{
-    ArtifactType, InputSpec, Output, OutputDecl, Registry, Stage, StageContext, StageError, Store,
-};
 use schemas::eval_sample::EvalSample;
 use schemas::eval_score::EvalScore;
 use schemas::rl_prompt::RlPrompt;
-use schemas::{ImageData, Row};
-use serde::{Deserialize, Serialize};
+use schemas::ImageData;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -33,57 +24,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
-
-#[derive(Serialize, Deserialize, schemars::JsonSchema)]
-struct NoConfig {}
-
-fn write_rows<R: Row>(rows: &[R], ctx: &StageContext) -> Result<Output, StageError> {
-    let mut w = ShardWriter::new(
-        &ctx.out_dir,
-        Arc::new(R::SCHEMA.arrow_schema()),
-        ShardOptions::default(),
-    );
-    w.write(&schemas::to_batch(rows)?)?;
-    let s = w.finish()?;
-    Ok(Output {
-        rows: Some(s.rows),
-        schema: s.schema_id.clone(),
-        meta: s.meta(),
-    })
-}
-
-/// A node whose `rl_prompt` table is the test's.
-struct Prompts(Vec<RlPrompt>);
-
-impl Stage for Prompts {
-    type Config = NoConfig;
-    const KIND: &'static str = "test.prompts";
-    const VERSION: u32 = 1;
-    const DOC: &'static str = "the test's prompts";
-    const INPUTS: &'static [InputSpec] = &[];
-    const OUTPUT: OutputDecl = OutputDecl::Fixed(ArtifactType::table("rl_prompt"));
-
-    async fn run(&self, _: NoConfig, ctx: StageContext) -> Result<Output, StageError> {
-        write_rows(&self.0, &ctx)
-    }
-}
-
-/// A node whose `eval_sample` table is the test's.
-struct Samples(Vec<EvalSample>);
-
-impl Stage for Samples {
-    type Config = NoConfig;
-    const KIND: &'static str = "test.samples";
-    const VERSION: u32 = 1;
-    const DOC: &'static str = "the test's images";
-    const INPUTS: &'static [InputSpec] = &[];
-    const OUTPUT: OutputDecl = OutputDecl::Fixed(ArtifactType::table("eval_sample"));
-
-    async fn run(&self, _: NoConfig, ctx: StageContext) -> Result<Output, StageError> {
-        write_rows(&self.0, &ctx)
-    }
-}
 
 /// What a judge node left: its score rows, verdicts by sample id, report and meta.
 struct Judged {
@@ -107,53 +47,20 @@ fn run_all(
     samples: Vec<EvalSample>,
     judges: &[(&str, String)],
 ) -> Vec<Result<Judged, String>> {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("store")).unwrap();
-    let mut registry = Registry::new();
-    eval::register(&mut registry);
-    registry.register(Prompts(prompts));
-    registry.register(Samples(samples));
-    let mut recipe = "[recipe]\nname = \"vlm\"\n[nodes.prompts]\nkind = \"test.prompts\"\n[nodes.samples]\nkind = \"test.samples\"\n".to_string();
+    let mut nodes = String::new();
     for (name, config) in judges {
-        recipe += &format!(
+        nodes += &format!(
             "[nodes.{name}]\nkind = \"eval.vlm_judge\"\ninputs = {{ samples = \"samples\", prompts = \"prompts\" }}\nconfig = {config}\n"
         );
     }
-    let graph = validate(
-        Recipe::parse(&dir.path().join("r.toml"), recipe).unwrap(),
-        &registry,
-    )
-    .unwrap_or_else(|e| panic!("recipe: {e}"));
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let summary = rt
-        .block_on(pipeline::executor::run(
-            Arc::new(graph),
-            store.clone(),
-            pipeline::executor::new_run_id(),
-            RunOptions {
-                capacity: Capacity {
-                    threads: 2,
-                    gpus: 0,
-                    llm_slots: 64,
-                },
-                targets: vec![],
-                force: Default::default(),
-                budget_usd: None,
-            },
-            EventSink::to_file(&dir.path().join("events.jsonl"), vec![]).unwrap(),
-            Console::new(ConsoleMode::Quiet),
-            CancellationToken::new(),
-        ))
-        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let ran = super::harness::run(prompts, samples, &nodes, work.path())
+        .unwrap_or_else(|e| panic!("recipe: {e}"));
     judges
         .iter()
         .map(|(name, _)| {
-            let digest = match &summary.outcomes.iter().find(|(n, _)| n == name).unwrap().1 {
-                Outcome::Ran { digest, .. } => *digest,
-                Outcome::Failed { error } => return Err(error.clone()),
-                other => panic!("{name}: {other:?}"),
-            };
-            let out = store.object_dir(&digest);
+            let digest = ran.output(name)?;
+            let out = ran.store.object_dir(&digest);
             Ok(Judged {
                 scores: eval::scores::read_scores(&out).unwrap(),
                 verdicts: eval::scores::read_verdicts(&out)
@@ -162,7 +69,7 @@ fn run_all(
                     .map(|v| (v.id.clone(), v))
                     .collect(),
                 report: std::fs::read_to_string(out.join("report.md")).unwrap(),
-                meta: store.manifest(&digest).unwrap().content.meta,
+                meta: ran.store.manifest(&digest).unwrap().content.meta,
             })
         })
         .collect()

@@ -10,9 +10,10 @@
 # it), holding results.jsonl and scores/. Prints both and exits non-zero on a mismatch.
 set -euo pipefail
 geneval="${1:?a checkout of djghosh13/geneval}"
-report="${2:?an eval node's report folder}"
+report="${2:?the report folder of an eval node}"
 python="${REASONGEN_PYTHON:-python3}"
-official="$(cd "$geneval/evaluation" && "$python" summary_scores.py "$(cd "$report" && pwd)/results.jsonl")"
+report="$(cd "$report" && pwd)"
+official="$(cd "$geneval/evaluation" && "$python" summary_scores.py "$report/results.jsonl")"
 echo "$official"
 "$python" - "$report" "$official" <<'PY'
 import re, sys

@@ -1,7 +1,8 @@
 //! The shapes recipe ends in its report, and `reasongen report` writes the same page
 //! from the store: for the `report` node (its lineage) the page is the stage's, title
-//! aside; for the whole run it holds every evaluation, both training runs and the
-//! release's card. Tiny counts, as in `shapes_models.rs`.
+//! aside; for the whole run it holds every evaluation (the substitute VLM judge's
+//! labelled as such), both training runs and the release's card. Tiny counts, as in
+//! `shapes_models.rs`.
 
 mod common;
 
@@ -65,7 +66,7 @@ fn the_recipe_and_the_command_write_the_same_report() {
     let node = p.path("node.html").display().to_string();
     let printed = p.run(&["report", "report", "--out", &node]).ok().text();
     assert!(
-        printed.contains("node.html (evaluations 4, training runs 2, dataset cards 1,"),
+        printed.contains("node.html (evaluations 5, training runs 2, dataset cards 1,"),
         "{printed}"
     );
     let from_node = std::fs::read_to_string(&node).unwrap();
@@ -80,6 +81,7 @@ fn the_recipe_and_the_command_write_the_same_report() {
         "eval_grpo",
         "eval_rationale_train",
         "eval_grpo_train",
+        "vlm_grpo",
         "<h3>sft_rationale</h3>",
         "<h3>grpo_rationale</h3>",
         "<h3>release</h3>",
@@ -87,6 +89,8 @@ fn the_recipe_and_the_command_write_the_same_report() {
         assert!(page.contains(node), "{node}");
     }
     assert!(page.contains("<img src=\"data:image/png;base64,"));
+    // The VLM judge's scores are labelled as a substitute's, the exact judge's as exact.
+    assert!(page.contains("\">substitute judge</span>") && page.contains("\">exact</span>"));
     // The SFT run's loss and the held-out score it measured during training.
     assert!(
         page.contains(">Loss</text>") && page.contains(">Held-out score (95 % interval)</text>")

@@ -37,10 +37,10 @@ th{background:#f3f5f8}td.num{text-align:right;white-space:nowrap}
 .judge.substitute{background:#fde2e1;color:#a3211b;font-weight:600}
 .chart{display:block;margin:8px 0}.chart .tick{font-size:11px;fill:#555}.chart .legend{font-size:12px;fill:#222}.chart .title{font-size:13px;font-weight:600;fill:#222}
 .charts{display:flex;flex-wrap:wrap;gap:8px}
-.prompts{display:flex;flex-wrap:wrap;gap:10px;align-items:flex-start}.prompt{border:1px solid #e2e2e2;border-radius:6px;padding:8px;max-width:580px}
+.prompts{display:flex;flex-wrap:wrap;gap:10px;align-items:flex-start}.prompt{border:1px solid #e2e2e2;border-radius:6px;padding:8px;max-width:556px}
 .prompt .head{margin-bottom:6px}.prompt .mean{font-weight:700;margin-right:6px}.tag{font-size:11px;background:#eee;border-radius:3px;padding:0 4px;margin-left:6px}
-.samples{display:flex;flex-wrap:wrap;gap:10px}
-figure{margin:0;width:132px;font-size:11px;overflow-wrap:anywhere}figure img,figure .missing{width:128px;height:128px;image-rendering:pixelated;border:3px solid #ccc;display:block}
+.samples{display:flex;flex-wrap:wrap;gap:8px}
+figure{margin:0;width:128px;font-size:11px;overflow-wrap:anywhere}figure img,figure .missing{box-sizing:border-box;width:128px;height:128px;image-rendering:pixelated;border:3px solid #ccc;display:block}
 figure.ok img{border-color:#59a14f}figure.bad img{border-color:#e15759}
 .verdict{font-weight:700}.ok .verdict{color:#2c7a1f}.bad .verdict{color:#c0261d}
 .rationale{color:#444;font-style:italic;max-height:7.5em;overflow:hidden;margin:2px 0 0}

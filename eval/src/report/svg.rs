@@ -134,10 +134,9 @@ pub fn line_chart(chart: &Chart) -> String {
         return String::new();
     }
     if y_hi - y_lo < 1e-12 {
-        (y_lo, y_hi) = (
-            y_lo - 0.5 * y_lo.abs().max(1e-3),
-            y_hi + 0.5 * y_hi.abs().max(1e-3),
-        );
+        // A constant series sits in the middle of ±50 % of its value (±1 at zero).
+        let pad = if y_lo == 0.0 { 1.0 } else { 0.5 * y_lo.abs() };
+        (y_lo, y_hi) = (y_lo - pad, y_hi + pad);
     }
     if x_hi - x_lo < 1e-12 {
         (x_lo, x_hi) = (x_lo - 1.0, x_hi + 1.0);
@@ -323,5 +322,15 @@ mod tests {
         assert_eq!(svg.matches("<polygon").count(), 1);
         assert_eq!(svg.matches("<circle").count(), 2);
         assert!(line_chart(&Chart::default()).is_empty());
+        let flat = Chart {
+            title: "lr".into(),
+            series: vec![("lr".into(), vec![(1.0, 3e-4), (60.0, 3e-4)])],
+            band: vec![],
+        };
+        let svg = line_chart(&flat);
+        assert!(
+            svg.contains(">1.5e-4<") && svg.contains(">4.5e-4<"),
+            "{svg}"
+        );
     }
 }

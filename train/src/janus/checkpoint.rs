@@ -71,11 +71,19 @@ fn index_shards(index: &Path) -> Result<Vec<PathBuf>> {
 
 /// The weight files of a model folder (see the module documentation).
 pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    if dir.join(SAFETENSORS_INDEX).is_file() {
-        return index_shards(&dir.join(SAFETENSORS_INDEX));
+    Ok(find_weights(dir)?.1)
+}
+
+/// The weight files of a model folder, with the index json that lists them when they
+/// are shards (see the module documentation).
+pub fn find_weights(dir: &Path) -> Result<(Option<PathBuf>, Vec<PathBuf>)> {
+    let index = dir.join(SAFETENSORS_INDEX);
+    if index.is_file() {
+        let shards = index_shards(&index)?;
+        return Ok((Some(index), shards));
     }
     if dir.join(SAFETENSORS_SINGLE).is_file() {
-        return Ok(vec![dir.join(SAFETENSORS_SINGLE)]);
+        return Ok((None, vec![dir.join(SAFETENSORS_SINGLE)]));
     }
     let entries = std::fs::read_dir(dir).map_err(|e| JanusError::io(dir, e))?;
     let mut safetensors: Vec<PathBuf> = entries
@@ -84,13 +92,15 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
         .collect();
     if !safetensors.is_empty() {
         safetensors.sort();
-        return Ok(safetensors);
+        return Ok((None, safetensors));
     }
-    if dir.join(BIN_INDEX).is_file() {
-        return index_shards(&dir.join(BIN_INDEX));
+    let index = dir.join(BIN_INDEX);
+    if index.is_file() {
+        let shards = index_shards(&index)?;
+        return Ok((Some(index), shards));
     }
     if dir.join(BIN_SINGLE).is_file() {
-        return Ok(vec![dir.join(BIN_SINGLE)]);
+        return Ok((None, vec![dir.join(BIN_SINGLE)]));
     }
     Err(JanusError::checkpoint(
         dir,

@@ -14,8 +14,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Files copied from a model folder beside the converted weights, when present.
-const SIDE_FILES: &[&str] = &[
+/// Files copied from a model folder beside the converted weights, when present (and
+/// brought into the store with it by `model.import`).
+pub(crate) const SIDE_FILES: &[&str] = &[
     "config.json",
     "tokenizer.json",
     "tokenizer_config.json",

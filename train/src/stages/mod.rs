@@ -1,9 +1,11 @@
 //! Stages that train or use a model: the patch VQ's training, the tokenize node, a
-//! fresh Janus-Pro model (`model.init`), generation with Janus-Pro, its supervised
-//! fine-tuning (`model.sft`) and GRPO (`model.grpo`).
+//! fresh Janus-Pro model (`model.init`), a released one brought in (`model.import`),
+//! generation with Janus-Pro, its supervised fine-tuning (`model.sft`) and GRPO
+//! (`model.grpo`).
 
 pub mod generate;
 pub mod grpo;
+pub mod import;
 pub mod init;
 pub mod patch_vq;
 pub mod sft;
@@ -14,6 +16,7 @@ use pipeline::Registry;
 pub fn register(registry: &mut Registry) {
     registry.register(generate::Generate);
     registry.register(grpo::Grpo);
+    registry.register(import::ImportModel);
     registry.register(init::InitModel);
     registry.register(patch_vq::TrainPatchVq);
     registry.register(sft::Sft);

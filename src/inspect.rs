@@ -179,6 +179,7 @@ pub fn show(store: &Path, args: ShowArgs) -> Result<ExitCode> {
     let m = store.manifest(&digest)?;
     let c = &m.content;
     println!("artifact {digest}");
+    println!("  folder    {}", store.object_dir(&digest).display());
     println!("  kind      {}", c.kind);
     if let Some(s) = &c.schema {
         println!("  schema    {s}");

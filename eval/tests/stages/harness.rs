@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 #[derive(Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NoConfig {}
 
-fn write_rows<R: Row>(rows: &[R], ctx: &StageContext) -> Result<Output, StageError> {
+/// Write `rows` as the node's table.
+pub fn write_rows<R: Row>(rows: &[R], ctx: &StageContext) -> Result<Output, StageError> {
     let mut w = ShardWriter::new(
         &ctx.out_dir,
         Arc::new(R::SCHEMA.arrow_schema()),
@@ -102,17 +103,32 @@ pub fn run(
     nodes: &str,
     recipe_dir: &Path,
 ) -> Result<Ran, String> {
+    let recipe = format!(
+        "[recipe]\nname = \"eval\"\n[nodes.prompts]\nkind = \"test.prompts\"\n[nodes.samples]\nkind = \"test.samples\"\n{nodes}"
+    );
+    run_recipe(
+        |registry| {
+            registry.register(Prompts(prompts));
+            registry.register(Samples(samples));
+        },
+        &recipe,
+        recipe_dir,
+    )
+}
+
+/// Run `recipe` (whole) with the eval stages and those `stages` registers.
+pub fn run_recipe(
+    stages: impl FnOnce(&mut Registry),
+    recipe: &str,
+    recipe_dir: &Path,
+) -> Result<Ran, String> {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("store")).unwrap();
     let mut registry = Registry::new();
     eval::register(&mut registry);
-    registry.register(Prompts(prompts));
-    registry.register(Samples(samples));
-    let recipe = format!(
-        "[recipe]\nname = \"eval\"\n[nodes.prompts]\nkind = \"test.prompts\"\n[nodes.samples]\nkind = \"test.samples\"\n{nodes}"
-    );
+    stages(&mut registry);
     let graph = validate(
-        Recipe::parse(&recipe_dir.join("r.toml"), recipe).map_err(|e| e.to_string())?,
+        Recipe::parse(&recipe_dir.join("r.toml"), recipe.to_string()).map_err(|e| e.to_string())?,
         &registry,
     )
     .map_err(|e| e.to_string())?;

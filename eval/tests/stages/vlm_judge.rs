@@ -13,10 +13,10 @@ use datasets::shapes::{
     HeldOut, Judge, JudgeOptions, SceneGenerator, TaskCounts, prompt_set, render_png,
 };
 use llm::mock::{Answerer, Fault, MockServer, Rule, Script};
+use schemas::ImageData;
 use schemas::eval_sample::EvalSample;
 use schemas::eval_score::EvalScore;
 use schemas::rl_prompt::RlPrompt;
-use schemas::ImageData;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};

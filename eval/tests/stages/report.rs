@@ -7,45 +7,23 @@
 //! and its DOM holds the grids and tables. Without Chromium those tests are skipped
 //! with a reason, unless `REASONGEN_REQUIRE_CHROMIUM` is set (`.ci/run`).
 
+use super::harness::{Ran, run_recipe, write_rows};
 use datasets::shapes::{HeldOut, SceneGenerator, TaskCounts, prompt_set, render_png};
-use datasets::table::{ShardOptions, ShardWriter};
-use pipeline::console::{Console, ConsoleMode};
-use pipeline::events::EventSink;
-use pipeline::executor::{Capacity, Outcome, RunOptions};
-use pipeline::recipe::{Recipe, validate};
 use pipeline::{
-    ArtifactKind, ArtifactType, InputSpec, Output, OutputDecl, Registry, Stage, StageContext,
-    StageError, Store,
+    ArtifactKind, ArtifactType, InputSpec, Output, OutputDecl, Stage, StageContext, StageError,
 };
+use schemas::ImageData;
 use schemas::eval_sample::EvalSample;
 use schemas::rl_prompt::RlPrompt;
-use schemas::{ImageData, Row};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Default, Serialize, Deserialize, schemars::JsonSchema)]
 struct Which {
     #[serde(default)]
     wrong: bool,
-}
-
-fn write_rows<R: Row>(rows: &[R], ctx: &StageContext) -> Result<Output, StageError> {
-    let mut w = ShardWriter::new(
-        &ctx.out_dir,
-        Arc::new(R::SCHEMA.arrow_schema()),
-        ShardOptions::default(),
-    );
-    w.write(&schemas::to_batch(rows)?)?;
-    let s = w.finish()?;
-    Ok(Output {
-        rows: Some(s.rows),
-        schema: s.schema_id.clone(),
-        meta: s.meta(),
-    })
 }
 
 /// The prompt text every sample of the first prompt carries: markup a page must escape.
@@ -213,53 +191,21 @@ config = { per_task = 1, extremes = 2 }
 "#;
 
 /// Run the recipe; the store's folder and the page's path.
-fn report() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("store")).unwrap();
-    let mut registry = Registry::new();
-    eval::register(&mut registry);
-    registry.register(Prompts);
-    registry.register(Samples);
-    registry.register(Trained);
-    registry.register(Released);
-    let graph = validate(
-        Recipe::parse(&dir.path().join("r.toml"), RECIPE.into()).unwrap(),
-        &registry,
+fn report() -> (Ran, PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let ran = run_recipe(
+        |registry| {
+            registry.register(Prompts);
+            registry.register(Samples);
+            registry.register(Trained);
+            registry.register(Released);
+        },
+        RECIPE,
+        work.path(),
     )
     .unwrap_or_else(|e| panic!("recipe: {e}"));
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let summary = rt
-        .block_on(pipeline::executor::run(
-            Arc::new(graph),
-            store.clone(),
-            pipeline::executor::new_run_id(),
-            RunOptions {
-                capacity: Capacity {
-                    threads: 2,
-                    gpus: 0,
-                    llm_slots: 1,
-                },
-                targets: vec![],
-                force: Default::default(),
-                budget_usd: None,
-            },
-            EventSink::to_file(&dir.path().join("events.jsonl"), vec![]).unwrap(),
-            Console::new(ConsoleMode::Quiet),
-            CancellationToken::new(),
-        ))
-        .unwrap();
-    let digest = match &summary
-        .outcomes
-        .iter()
-        .find(|(n, _)| n == "report")
-        .unwrap()
-        .1
-    {
-        Outcome::Ran { digest, .. } => *digest,
-        other => panic!("report: {other:?}"),
-    };
-    let page = store.object_dir(&digest).join(eval::report::stage::FILE);
-    (dir, page)
+    let page = ran.dir_of("report").join(eval::report::stage::FILE);
+    (ran, page)
 }
 
 #[test]

@@ -37,8 +37,8 @@ struct NodeRow {
 /// The counter in which LLM stages report what they spent, in micro-dollars.
 const SPEND_COUNTER: &str = "llm_cost_micro_usd";
 
-pub fn status(store: &Path, args: StatusArgs) -> Result<ExitCode> {
-    let store = Store::open(store)?;
+/// The run `what` names (`latest`, an id or a unique prefix), if it names one.
+pub(crate) fn find_run(store: &Store, what: &str) -> Result<Option<String>> {
     let runs_dir = store.root().join("runs");
     let mut runs: Vec<String> = std::fs::read_dir(&runs_dir)
         .with_context(|| runs_dir.display().to_string())?
@@ -47,20 +47,24 @@ pub fn status(store: &Path, args: StatusArgs) -> Result<ExitCode> {
         .filter(|n| !n.starts_with('.'))
         .collect();
     runs.sort();
+    if what == "latest" {
+        return runs.pop().context("no runs in this store yet").map(Some);
+    }
+    let matches: Vec<String> = runs.into_iter().filter(|r| r.starts_with(what)).collect();
+    match matches.len() {
+        0 => Ok(None),
+        1 => Ok(matches.into_iter().next()),
+        n => bail!("`{what}` matches {n} runs; give more of the id"),
+    }
+}
+
+pub fn status(store: &Path, args: StatusArgs) -> Result<ExitCode> {
+    let store = Store::open(store)?;
     let run = match &args.run {
-        None => runs.last().cloned().context("no runs in this store yet")?,
-        Some(prefix) => {
-            let matches: Vec<&String> = runs.iter().filter(|r| r.starts_with(prefix)).collect();
-            match matches.as_slice() {
-                [one] => (*one).clone(),
-                [] => bail!("no run starts with `{prefix}`"),
-                many => bail!(
-                    "`{prefix}` matches {} runs; give more of the id",
-                    many.len()
-                ),
-            }
-        }
-    };
+        None => find_run(&store, "latest")?,
+        Some(prefix) => find_run(&store, prefix)?,
+    }
+    .with_context(|| format!("no run starts with `{}`", args.run.as_deref().unwrap_or("")))?;
     let events = read_events(&store.run_dir(&run).join("events.jsonl"))?;
     let mut order: Vec<String> = Vec::new();
     let mut nodes: BTreeMap<String, NodeRow> = BTreeMap::new();

@@ -32,7 +32,7 @@ pub struct ReportArgs {
 
 pub fn report(store: &Path, args: ReportArgs) -> Result<ExitCode> {
     let store = Store::open(store)?;
-    let (title, digests) = match find_run(&store, &args.what)? {
+    let (title, digests) = match crate::inspect::find_run(&store, &args.what)? {
         Some(run) => (
             format!("reasongen report: run {run}"),
             run_nodes(&store, &run)?,
@@ -78,27 +78,6 @@ fn artifact(store: &Store, digest: Digest) -> Result<InputArtifact> {
         dir: store.object_dir(&digest),
         content: m.content,
     })
-}
-
-/// The run `what` names (`latest`, an id or a unique prefix), if it names one.
-fn find_run(store: &Store, what: &str) -> Result<Option<String>> {
-    let runs_dir = store.root().join("runs");
-    let mut runs: Vec<String> = std::fs::read_dir(&runs_dir)
-        .with_context(|| runs_dir.display().to_string())?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.starts_with('.'))
-        .collect();
-    runs.sort();
-    if what == "latest" {
-        return runs.pop().context("no runs in this store yet").map(Some);
-    }
-    let matches: Vec<String> = runs.into_iter().filter(|r| r.starts_with(what)).collect();
-    match matches.len() {
-        0 => Ok(None),
-        1 => Ok(matches.into_iter().next()),
-        n => bail!("`{what}` matches {n} runs; give more of the id"),
-    }
 }
 
 /// The artifacts of a run's nodes (made or fresh), in the recipe's order.

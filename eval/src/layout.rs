@@ -17,11 +17,11 @@
 //! error naming the prompt, never a silently short benchmark.
 
 pub use crate::benchmark::Benchmark;
-use crate::scores::{ScoreContext, prompt_set, read_all};
+use crate::scores::{self, ScoreContext, prompt_set, read_all};
 use image::{GenericImage, RgbImage};
 use pipeline::{
-    Arity, ArtifactKind, ArtifactType, InputSpec, Output, OutputDecl, ResultExt, Stage,
-    StageContext, StageError,
+    ArtifactKind, ArtifactType, InputSpec, Output, OutputDecl, ResultExt, Stage, StageContext,
+    StageError,
 };
 use schemars::JsonSchema;
 use schemas::eval_sample::EvalSample;
@@ -328,22 +328,7 @@ impl Stage for Layout {
     const KIND: &'static str = "eval.layout";
     const VERSION: u32 = 1;
     const DOC: &'static str = "Generated images in a benchmark's official folder layout (GenEval, DPG-Bench's 2×2 grids, T2I-CompBench), for its evaluator.";
-    const INPUTS: &'static [InputSpec] = &[
-        InputSpec {
-            name: "samples",
-            kinds: &[ArtifactKind::Table],
-            schema: Some("eval_sample"),
-            arity: Arity::One,
-            doc: "generated images (model.generate)",
-        },
-        InputSpec {
-            name: "prompts",
-            kinds: &[ArtifactKind::Table],
-            schema: Some("rl_prompt"),
-            arity: Arity::One,
-            doc: "the benchmark's prompts (source.benchmark), in the benchmark's order",
-        },
-    ];
+    const INPUTS: &'static [InputSpec] = &[scores::SAMPLES, scores::PROMPTS];
     const OUTPUT: OutputDecl = OutputDecl::Fixed(ArtifactType::of(ArtifactKind::Report));
 
     async fn run(&self, config: LayoutConfig, ctx: StageContext) -> Result<Output, StageError> {

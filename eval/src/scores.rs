@@ -20,6 +20,24 @@ use serde_json::Value;
 use std::path::Path;
 use std::sync::Arc;
 
+/// The images an eval stage judges (input `samples`).
+pub const SAMPLES: InputSpec = InputSpec {
+    name: "samples",
+    kinds: &[ArtifactKind::Table],
+    schema: Some("eval_sample"),
+    arity: Arity::One,
+    doc: "generated images with their prompt ids (model.generate)",
+};
+
+/// The prompts they were drawn for (input `prompts`).
+pub const PROMPTS: InputSpec = InputSpec {
+    name: "prompts",
+    kinds: &[ArtifactKind::Table],
+    schema: Some("rl_prompt"),
+    arity: Arity::One,
+    doc: "the prompts, in the benchmark's order (GenEval-style records in `metadata`)",
+};
+
 /// Folder of a report holding its `eval_score` rows.
 pub const SCORES_DIR: &str = "scores";
 /// Folder of a report holding its per-image verdicts (`eval_sample` rows).

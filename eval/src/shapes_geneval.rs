@@ -323,20 +323,8 @@ impl Stage for ShapesGenEval {
     const VERSION: u32 = 2;
     const DOC: &'static str = "GenEval on the shapes world: the exact judge scores generated images; per task, overall and a bootstrap interval.";
     const INPUTS: &'static [InputSpec] = &[
-        InputSpec {
-            name: "samples",
-            kinds: &[ArtifactKind::Table],
-            schema: Some("eval_sample"),
-            arity: Arity::One,
-            doc: "generated images with their prompt ids",
-        },
-        InputSpec {
-            name: "prompts",
-            kinds: &[ArtifactKind::Table],
-            schema: Some("rl_prompt"),
-            arity: Arity::One,
-            doc: "the prompts, whose metadata holds GenEval-style records",
-        },
+        scores::SAMPLES,
+        scores::PROMPTS,
         InputSpec {
             name: "baseline",
             kinds: &[ArtifactKind::Table],

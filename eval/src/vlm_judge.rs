@@ -28,8 +28,8 @@ use llm::cost::TokenCounter;
 use llm::template::{Builtin, Template};
 use llm::{Answer, Collected, Job, Session, Shape};
 use pipeline::{
-    Arity, ArtifactKind, ArtifactType, Bindings, Digest, InputArtifact, InputSpec, Output,
-    OutputDecl, Resources, Stage, StageContext, StageError,
+    ArtifactKind, ArtifactType, Bindings, Digest, InputArtifact, InputSpec, Output, OutputDecl,
+    Resources, Stage, StageContext, StageError,
 };
 use schemars::JsonSchema;
 use schemas::eval_sample::EvalSample;
@@ -341,22 +341,7 @@ impl Stage for VlmJudge {
     const KIND: &'static str = "eval.vlm_judge";
     const VERSION: u32 = 1;
     const DOC: &'static str = "A benchmark's images judged by a VLM over HTTP (GenEval's record checks, or ReasonGen-R1's match question): a labelled substitute for the official evaluator; per task, overall and a bootstrap interval.";
-    const INPUTS: &'static [InputSpec] = &[
-        InputSpec {
-            name: "samples",
-            kinds: &[ArtifactKind::Table],
-            schema: Some("eval_sample"),
-            arity: Arity::One,
-            doc: "generated images with their prompt ids",
-        },
-        InputSpec {
-            name: "prompts",
-            kinds: &[ArtifactKind::Table],
-            schema: Some("rl_prompt"),
-            arity: Arity::One,
-            doc: "the benchmark's prompts (GenEval: their records in metadata)",
-        },
-    ];
+    const INPUTS: &'static [InputSpec] = &[scores::SAMPLES, scores::PROMPTS];
     const OUTPUT: OutputDecl = OutputDecl::Fixed(ArtifactType::of(ArtifactKind::Report));
 
     fn resources(config: &VlmJudgeConfig) -> Resources {

@@ -9,6 +9,7 @@
 
 use crate::digest::Digest;
 use crate::key::KeyInputs;
+use crate::store::HeldFile;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -120,4 +121,8 @@ pub struct Manifest {
     pub digest: Digest,
     pub content: Content,
     pub lineage: Lineage,
+    /// The files held as links or references to files outside the store
+    /// ([`crate::store::HeldFile`]): how they are held is not content.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<HeldFile>,
 }

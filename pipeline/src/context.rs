@@ -8,7 +8,7 @@ use crate::events::{Event, EventSink};
 use crate::memo::Memo;
 use crate::progress::Progress;
 use crate::stage::StageError;
-use crate::store::Store;
+use crate::store::{Held, HeldFile, Hold, Store};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -66,9 +66,15 @@ pub struct StageContext {
 pub(crate) struct Tally {
     counters: Arc<Mutex<BTreeMap<String, u64>>>,
     memos: Arc<Mutex<Vec<Memo>>>,
+    held: Arc<Mutex<Vec<HeldFile>>>,
 }
 
 impl Tally {
+    /// The files the stage held ([`StageContext::hold`]).
+    pub(crate) fn held(&self) -> Vec<HeldFile> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Counters, with the memo statistics folded in.
     pub(crate) fn snapshot(&self) -> BTreeMap<String, u64> {
         let mut counters = self
@@ -138,6 +144,21 @@ impl StageContext {
     /// published.
     pub fn checkpoints(&self) -> crate::store::Checkpoints {
         self.store.checkpoints(&self.run_key)
+    }
+
+    /// Put the file `source` from outside the store into the artifact at `rel` (a
+    /// relative path in `out_dir`) without a second copy of its bytes: a hard link, or
+    /// a reference (the store's `held` module says what each means). For large files a user brings (model weights); it is hashed through the
+    /// store's stat cache, so a file the run key just hashed is not read again.
+    pub fn hold(&self, source: &Path, rel: &str, how: Hold) -> Result<Held, StageError> {
+        let files = self.store.file_hasher()?;
+        let held = crate::store::hold(&files, source, &self.out_dir.join(rel), rel, how)?;
+        self.tally
+            .held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(held.file.clone());
+        Ok(held)
     }
 
     /// Add `n` to the node counter `name` (shown by `status`, kept in the lineage).

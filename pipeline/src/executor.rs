@@ -513,6 +513,9 @@ async fn execute(
         let mut v = Vec::new();
         for (producer, digest) in list {
             let manifest = s.store.manifest(&digest)?;
+            s.store
+                .check_held(&manifest)
+                .map_err(|e| StageError::from(e).context(format!("input `{name}` ({producer})")))?;
             v.push(InputArtifact {
                 node: producer,
                 digest,
@@ -587,7 +590,7 @@ async fn execute(
     let store = s.store.clone();
     let node_id = node.id.clone();
     let published = tokio::task::spawn_blocking(move || -> Result<_, StageError> {
-        let manifest = store.publish(&out_dir, kind, &output, lineage.clone())?;
+        let manifest = store.publish(&out_dir, kind, &output, lineage.clone(), &tally.held())?;
         let _ = std::fs::remove_dir_all(&work);
         fault_point_for("publish.before_key", &node_id);
         store.put_key(&KeyRecord {

@@ -54,7 +54,7 @@ fn orphan(store: &Store, n: u8) -> Digest {
         counters: BTreeMap::new(),
     };
     store
-        .publish(&dir, ArtifactKind::Files, &Output::default(), lineage)
+        .publish(&dir, ArtifactKind::Files, &Output::default(), lineage, &[])
         .unwrap()
         .digest
 }

@@ -72,7 +72,7 @@ impl Usage {
     }
 
     /// The usage of `work` in this process (every thread).
-    fn of_self<T>(work: impl FnOnce() -> Result<T>) -> Result<(T, Usage)> {
+    pub(crate) fn of_self<T>(work: impl FnOnce() -> Result<T>) -> Result<(T, Usage)> {
         Self::measure(libc::RUSAGE_SELF, work)
     }
 

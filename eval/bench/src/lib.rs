@@ -5,6 +5,7 @@
 //! start the executable they run in (`reasongen`).
 
 mod dag;
+mod fetch;
 mod images;
 mod janus;
 mod janus_parity;
@@ -27,6 +28,9 @@ pub enum BenchCommand {
     Tables(tables::TablesBenchArgs),
     /// The patch VQ: PSNR and judge accuracy on reconstructions per patch/codebook size.
     PatchVq(patch_vq::PatchVqBenchArgs),
+    /// Image fetching: N images from a loopback server with latency through
+    /// `images.fetch`, beside img2dataset on the same URLs.
+    Fetch(fetch::FetchBenchArgs),
     /// Image preparation: N photo-like images decoded, resized, encoded and written,
     /// beside img2dataset.
     Images(images::ImagesBenchArgs),
@@ -51,6 +55,7 @@ pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
         BenchCommand::Dag(a) => dag::run(a),
         BenchCommand::Tables(a) => tables::run(a),
         BenchCommand::PatchVq(a) => patch_vq::run(a),
+        BenchCommand::Fetch(a) => fetch::run(a),
         BenchCommand::Images(a) => images::run(a),
         BenchCommand::Llm(a) => llm::run(a),
         BenchCommand::Janus(a) => janus::run(a),

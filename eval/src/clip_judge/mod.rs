@@ -18,7 +18,7 @@ use datasets::table::TableReader;
 use image::RgbImage;
 use pipeline::store::FileHasher;
 use pipeline::{
-    Arity, ArtifactKind, ArtifactType, Bindings, Digest, InputSpec, Output, OutputDecl, Stage,
+    ArtifactKind, ArtifactType, Bindings, Digest, InputSpec, Output, OutputDecl, Stage,
     StageContext, StageError,
 };
 use schemars::JsonSchema;
@@ -439,22 +439,7 @@ impl Stage for ClipJudge {
     const KIND: &'static str = "eval.clip";
     const VERSION: u32 = 1;
     const DOC: &'static str = "CLIP (candle, the user's Hugging Face CLIP folder) as a labelled substitute judge: T2I-CompBench's CLIPScore, or GenEval's colour check over the whole image; per category, overall and a bootstrap interval.";
-    const INPUTS: &'static [InputSpec] = &[
-        InputSpec {
-            name: "samples",
-            kinds: &[ArtifactKind::Table],
-            schema: Some("eval_sample"),
-            arity: Arity::One,
-            doc: "generated images with their prompt ids",
-        },
-        InputSpec {
-            name: "prompts",
-            kinds: &[ArtifactKind::Table],
-            schema: Some("rl_prompt"),
-            arity: Arity::One,
-            doc: "the prompts (text and category; GenEval records in the metadata for geneval_color)",
-        },
-    ];
+    const INPUTS: &'static [InputSpec] = &[scores::SAMPLES, scores::PROMPTS];
     const OUTPUT: OutputDecl = OutputDecl::Fixed(ArtifactType::of(ArtifactKind::Report));
 
     fn validate(config: &ClipJudgeConfig, _: &Bindings) -> Result<(), String> {

@@ -58,16 +58,7 @@ impl FileHasher {
             }
             return Ok(Digest::of_json(&digests));
         }
-        let abs = std::fs::canonicalize(path)?;
-        let abs = abs.to_string_lossy();
-        let key = Digest::of_json(&StatKey {
-            path: &abs,
-            size: meta.len(),
-            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
-            ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
-            ino: meta.ino(),
-            dev: meta.dev(),
-        });
+        let key = stat_key(path, &meta)?;
         if let Ok(Some(hit)) = self.cache.get(&key)
             && let Ok(text) = std::str::from_utf8(&hit)
             && let Ok(d) = text.parse::<Digest>()
@@ -75,6 +66,21 @@ impl FileHasher {
             return Ok(d);
         }
         let (digest, _) = Digest::of_file(path)?;
+        self.cache_settled(&key, &meta, digest);
+        Ok(digest)
+    }
+
+    /// Record that the file `path`, whose stat is now `meta`, still has the digest it
+    /// was hashed to: for a change of its inode that leaves the bytes alone (a new hard
+    /// link moves the ctime).
+    pub(crate) fn remember(&self, path: &Path, meta: &std::fs::Metadata, digest: Digest) {
+        if let Ok(key) = stat_key(path, meta) {
+            self.cache_settled(&key, meta, digest);
+        }
+    }
+
+    /// Cache `digest` under `key` unless the file was modified in the last two seconds.
+    fn cache_settled(&self, key: &Digest, meta: &std::fs::Metadata, digest: Digest) {
         let settled = meta
             .modified()
             .ok()
@@ -82,8 +88,20 @@ impl FileHasher {
             .is_some_and(|age| age > Duration::from_secs(2));
         if settled {
             // A failed cache write costs a re-hash next time, nothing more.
-            let _ = self.cache.put(&key, digest.to_hex().as_bytes());
+            let _ = self.cache.put(key, digest.to_hex().as_bytes());
         }
-        Ok(digest)
     }
+}
+
+/// The stat cache's key of the file `path` with stat `meta`.
+fn stat_key(path: &Path, meta: &std::fs::Metadata) -> std::io::Result<Digest> {
+    let abs = std::fs::canonicalize(path)?;
+    Ok(Digest::of_json(&StatKey {
+        path: &abs.to_string_lossy(),
+        size: meta.len(),
+        mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+        ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
+        ino: meta.ino(),
+        dev: meta.dev(),
+    }))
 }

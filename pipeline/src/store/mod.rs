@@ -14,6 +14,9 @@
 //!   tmp/<run id>/       work in progress; published by rename, never read by others
 //! ```
 //!
+//! An artifact's large files from outside the store (a user's model weights) are held
+//! as hard links or references instead of copies ([`held`]).
+//!
 //! Everything goes through [`Store`]; writes land in `tmp/` first and become visible by
 //! an atomic rename only when complete, so no reader ever sees half an artifact.
 //! Nothing here knows what a table or a model is.
@@ -21,6 +24,7 @@
 mod checkpoints;
 mod files;
 mod gc;
+mod held;
 mod lock;
 pub(crate) use lock::clean_abandoned_tmp;
 mod objects;
@@ -30,6 +34,8 @@ mod verify;
 pub use checkpoints::Checkpoints;
 pub use files::FileHasher;
 pub use gc::{GcOptions, GcReport};
+pub(crate) use held::hold;
+pub use held::{Held, HeldAs, HeldFile, Hold};
 pub use lock::{NodeLock, StoreLock, TmpLease};
 pub use refs::Ref;
 pub use verify::{Problem, VerifyReport};
@@ -379,11 +385,16 @@ pub(crate) fn files_under(dir: &Path, skip_hidden: bool) -> Result<Vec<PathBuf>>
     Ok(out)
 }
 
-/// Size of everything under `path` in bytes.
+/// Bytes that removing `path` would free: the size of everything under it, leaving
+/// out files with other names (held hard links: the user's name keeps the bytes).
 pub(crate) fn disk_usage(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return 0;
     };
+    if meta.is_file() && meta.nlink() > 1 {
+        return 0;
+    }
     if !meta.is_dir() {
         return meta.len();
     }

@@ -1,23 +1,28 @@
 //! Publishing artifacts: hash the files a stage wrote, write the manifest, and rename
-//! the folder into `objects/` in one step.
+//! the folder into `objects/` in one step. Held files ([`super::held`]) are checked and
+//! take the digest they were held with, and are neither re-hashed nor made read-only.
 
-use super::{IoContext, Result, Store, StoreError, files_under, sync_dir};
+use super::{HeldFile, IoContext, Result, Store, StoreError, files_under, sync_dir};
 use crate::artifact::{Content, FileEntry, Lineage, Manifest};
 use crate::digest::Digest;
 use crate::faults::fault_point_for;
 use crate::stage::Output;
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
 impl Store {
     /// Publish the folder `dir` (written by a stage under `tmp/`) as an artifact of
-    /// `kind`. If an artifact with the same content already exists, `dir` is removed
-    /// and the existing one is returned: identical content has one identity.
+    /// `kind`, `held` being the files in it that the stage held rather than wrote. If
+    /// an artifact with the same content already exists, `dir` is removed and the
+    /// existing one is returned: identical content has one identity. (An existing one
+    /// whose held files changed or went away is replaced.)
     pub fn publish(
         &self,
         dir: &Path,
         kind: crate::artifact::ArtifactKind,
         output: &Output,
         lineage: Lineage,
+        held: &[HeldFile],
     ) -> Result<Manifest> {
         if dir.join("manifest.json").exists() {
             return Err(StoreError::Corrupt {
@@ -25,8 +30,26 @@ impl Store {
                 message: "a stage may not write `manifest.json` at the top of its output".into(),
             });
         }
-        let paths = files_under(dir, false)?;
-        let files = hash_files(dir, &paths)?;
+        for h in held {
+            h.check(dir).map_err(|message| StoreError::Corrupt {
+                path: dir.join(&h.path),
+                message,
+            })?;
+        }
+        let held_paths: BTreeSet<&str> = held.iter().map(|h| h.path.as_str()).collect();
+        let paths: Vec<PathBuf> = files_under(dir, false)?
+            .into_iter()
+            .filter(|p| !held_paths.contains(relative(dir, p).as_str()))
+            .collect();
+        let mut files = hash_files(dir, &paths)?;
+        files.extend(held.iter().map(|h| FileEntry {
+            path: h.path.clone(),
+            sha256: h.sha256,
+            size: h.size,
+        }));
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut held = held.to_vec();
+        held.sort_by(|a, b| a.path.cmp(&b.path));
         let content = Content {
             kind,
             schema: output.schema.clone(),
@@ -39,6 +62,7 @@ impl Store {
             digest,
             content,
             lineage,
+            held,
         };
         let mut bytes = serde_json::to_vec_pretty(&manifest).expect("manifests serialise");
         bytes.push(b'\n');
@@ -52,8 +76,14 @@ impl Store {
 
         let target = self.object_dir(&digest);
         if self.has_object(&digest) {
-            remove_tree(dir);
-            return self.manifest(&digest);
+            if self.held_intact(&digest)? {
+                remove_tree(dir);
+                return self.manifest(&digest);
+            }
+            // Its held files changed or went away: this one takes its place.
+            let stale = dir.with_extension("stale");
+            std::fs::rename(&target, &stale).at(&target)?;
+            remove_tree(&stale);
         }
         let parent = target.parent().expect("object dirs have parents");
         std::fs::create_dir_all(parent).at(parent)?;
@@ -84,9 +114,8 @@ fn hash_files(dir: &Path, paths: &[std::path::PathBuf]) -> Result<Vec<FileEntry>
                     part.iter()
                         .map(|p| {
                             let (sha256, size) = Digest::of_file(p).at(p)?;
-                            let rel = p.strip_prefix(dir).expect("under dir");
                             Ok(FileEntry {
-                                path: rel.to_string_lossy().replace('\\', "/"),
+                                path: relative(dir, p),
                                 sha256,
                                 size,
                             })
@@ -104,8 +133,40 @@ fn hash_files(dir: &Path, paths: &[std::path::PathBuf]) -> Result<Vec<FileEntry>
     for r in results {
         files.extend(r?);
     }
-    files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
+}
+
+/// The path of `path` in the artifact folder `dir`, with forward slashes.
+fn relative(dir: &Path, path: &Path) -> String {
+    path.strip_prefix(dir)
+        .expect("under dir")
+        .to_string_lossy()
+        .replace('\\', "/")
+}
+
+impl Store {
+    /// Whether every held file of artifact `digest` passes its quick check.
+    fn held_intact(&self, digest: &Digest) -> Result<bool> {
+        let dir = self.object_dir(digest);
+        Ok(self
+            .manifest(digest)?
+            .held
+            .iter()
+            .all(|h| h.check(&dir).is_ok()))
+    }
+
+    /// The quick check of every held file of artifact `digest` before a stage reads
+    /// it: an error names the first file that changed or went away and what to do.
+    pub fn check_held(&self, manifest: &Manifest) -> Result<()> {
+        let dir = self.object_dir(&manifest.digest);
+        for h in &manifest.held {
+            h.check(&dir).map_err(|message| StoreError::Corrupt {
+                path: dir.join(&h.path),
+                message,
+            })?;
+        }
+        Ok(())
+    }
 }
 
 /// Make a published file durable and read-only.

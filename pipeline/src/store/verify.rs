@@ -1,5 +1,8 @@
-//! `reasongen verify`: re-hash every artifact and check every key and ref.
+//! `reasongen verify`: re-hash every artifact and check every key and ref. Held files
+//! (hard links and references to files outside the store) are re-hashed through the
+//! link or reference, so a change made to them outside the store is found and named.
 
+use super::held::REMEDY;
 use super::objects::remove_tree;
 use super::{IoContext, Result, Store, files_under};
 use crate::digest::Digest;
@@ -140,24 +143,28 @@ impl Store {
             listed.insert(entry.path.clone());
             let path = dir.join(&entry.path);
             report.files += 1;
-            match Digest::of_file(&path) {
+            let problem = match Digest::of_file(&path) {
                 Ok((sha, size)) => {
                     report.bytes += size;
                     if size != entry.size {
-                        report.problems.push(corrupt(
-                            Some(&entry.path),
-                            format!("size {size}, manifest says {}", entry.size),
-                        ));
+                        Some(format!("size {size}, manifest says {}", entry.size))
                     } else if sha != entry.sha256 {
-                        report.problems.push(corrupt(
-                            Some(&entry.path),
-                            format!("sha256 {sha}, manifest says {}", entry.sha256),
-                        ));
+                        Some(format!("sha256 {sha}, manifest says {}", entry.sha256))
+                    } else {
+                        None
                     }
                 }
-                Err(e) => report
-                    .problems
-                    .push(corrupt(Some(&entry.path), format!("unreadable: {e}"))),
+                Err(e) => Some(format!("unreadable: {e}")),
+            };
+            if let Some(mut message) = problem {
+                // A held file changes outside the store: say where, and what to do.
+                if let Some(h) = manifest.held.iter().find(|h| h.path == entry.path) {
+                    message = format!(
+                        "{message}; it is {}, changed outside the store: {REMEDY}",
+                        h.describe()
+                    );
+                }
+                report.problems.push(corrupt(Some(&entry.path), message));
             }
         }
         for path in files_under(&dir, false)? {

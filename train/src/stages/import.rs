@@ -44,17 +44,16 @@ pub struct ImportConfig {
 }
 
 /// The files of a model folder that the artifact takes.
-#[derive(Debug)]
-pub struct FolderFiles {
+struct FolderFiles {
     /// Copied: config, tokenizer, processor files and the weights' index json.
-    pub small: Vec<PathBuf>,
+    small: Vec<PathBuf>,
     /// Held: the weight files.
-    pub weights: Vec<PathBuf>,
+    weights: Vec<PathBuf>,
 }
 
 impl FolderFiles {
     /// The files of the model folder `dir`.
-    pub fn of(dir: &Path) -> Result<Self, JanusError> {
+    fn of(dir: &Path) -> Result<Self, JanusError> {
         let (index, weights) = find_weights(dir)?;
         let mut small: Vec<PathBuf> = SIDE_FILES
             .iter()
@@ -85,7 +84,7 @@ fn relative(dir: &Path, path: &Path) -> Result<String, StageError> {
 
 /// Check that `dir` holds a Janus-Pro model: its config, its tokenizer, and weights in
 /// either layout. Returns the layout.
-pub fn check_folder(dir: &Path) -> Result<Layout, JanusError> {
+fn check_folder(dir: &Path) -> Result<Layout, JanusError> {
     JanusConfig::from_file(&dir.join("config.json"))?;
     TextTokenizer::from_file(&dir.join("tokenizer.json"))?;
     Ok(Checkpoint::open(dir)?.layout())

@@ -1,9 +1,10 @@
 //! `images.fetch` against a loopback server that scripts every way a URL can end:
 //! good PNG and JPEG, 404, 500 then 200, 429 with `Retry-After`, a slow-loris body, a
-//! redirect loop, a redirect chain over the limit, a body over the byte cap, a JPEG
-//! served as `text/html`, an HTML page served as `image/jpeg`, an opted-out image, bad
-//! URLs. Every URL must end as one row, with the right reason, after the right number
-//! of requests; a second run with the memo fetches only what was not final.
+//! redirect loop, a redirect chain over the limit, a body over the byte cap (announced
+//! by its length, and one without a length, cut off mid-stream), a JPEG served as
+//! `text/html`, an HTML page served as `image/jpeg`, an opted-out image, bad URLs.
+//! Every URL must end as one row, with the right reason, after the right number of
+//! requests; a second run with the memo fetches only what was not final.
 
 use arrow::array::{Array, ArrayRef, Int64Array, StringArray};
 use arrow::record_batch::RecordBatch;
@@ -65,6 +66,12 @@ fn server() -> (Loopback, Vec<(String, &'static str)>) {
             Reply::ok("image/png", vec![0x89; 60_000]),
         ),
         (
+            "/big-unsized.png".to_string(),
+            Reply::Unsized {
+                body: vec![0x89; 60_000].into(),
+            },
+        ),
+        (
             "/html.jpg".to_string(),
             Reply::ok("text/html", jpeg.clone()),
         ),
@@ -97,6 +104,7 @@ fn server() -> (Loopback, Vec<(String, &'static str)>) {
         ("/chain-0", "too_many_redirects"),
         ("/moved", "png"),
         ("/big.png", "too_large"),
+        ("/big-unsized.png", "too_large"),
         ("/html.jpg", "jpeg"),
         ("/page.jpg", "not_an_image"),
         ("/noai.png", "opted_out"),
@@ -298,7 +306,7 @@ fn every_url_ends_as_one_row_with_its_reason() {
             ("opted_out", 1),
             ("redirect_loop", 1),
             ("timeout", 1),
-            ("too_large", 1),
+            ("too_large", 2),
             ("too_many_redirects", 1),
         ])
     );

@@ -26,6 +26,8 @@ pub enum Reply {
     },
     /// A 200 whose body comes one byte every `every` (a slow-loris server).
     Trickle { body: Arc<[u8]>, every: Duration },
+    /// A 200 PNG without `Content-Length`: the body ends when the connection closes.
+    Unsized { body: Arc<[u8]> },
     /// The first request gets the first reply, and so on; the last one repeats.
     Sequence(Vec<Reply>),
 }
@@ -189,8 +191,9 @@ async fn serve(stream: TcpStream, state: Arc<State>) -> io::Result<()> {
             .get(&path)
             .cloned()
             .unwrap_or_else(|| Reply::status(404));
+        let unsized_body = matches!(reply, Reply::Unsized { .. });
         write_reply(stream.get_mut(), reply, nth).await?;
-        if close {
+        if close || unsized_body {
             return Ok(());
         }
     }
@@ -221,6 +224,12 @@ async fn write_reply(stream: &mut TcpStream, reply: Reply, nth: usize) -> io::Re
             head.push_str("\r\n");
             stream.write_all(head.as_bytes()).await?;
             stream.write_all(&body).await
+        }
+        Reply::Unsized { body } => {
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nConnection: close\r\n\r\n";
+            stream.write_all(head.as_bytes()).await?;
+            stream.write_all(&body).await?;
+            stream.shutdown().await
         }
         Reply::Trickle { body, every } => {
             let head = format!(

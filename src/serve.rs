@@ -1,7 +1,9 @@
 //! `reasongen serve shapes-vlm`: the shapes world's judge model as an OpenAI-compatible
 //! server on loopback ([`eval::vlm::ShapesVlm`]): it answers ReasonGen-R1's judge
 //! requests (the exact template and an image) with the exact shapes judge, so a GRPO
-//! run can send its reward requests over HTTP as the real run sends them to vLLM.
+//! run can send its reward requests over HTTP as the real run sends them to vLLM, and
+//! the caption and augment requests of `rationale.caption` and `rationale.augment`
+//! with the exact teacher's text.
 
 use anyhow::{Context, Result};
 use eval::vlm::ShapesVlm;
@@ -12,7 +14,8 @@ use std::time::Duration;
 
 #[derive(clap::Subcommand)]
 pub enum ServeCommand {
-    /// The shapes world's judge model (answers `model.grpo`'s VLM reward requests).
+    /// The shapes world's VLM (answers `model.grpo`'s VLM reward requests, and the
+    /// rationale stages' caption and augment requests).
     ShapesVlm(ShapesVlmArgs),
 }
 

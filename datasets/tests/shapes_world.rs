@@ -307,6 +307,35 @@ fn terse_teacher_names_each_object_by_place_then_noun_in_reading_order() {
 }
 
 #[test]
+fn a_terse_caption_reads_back_as_what_it_states() {
+    let mut paraphrase_sets = HashSet::new();
+    for scene in scenes(29, 200) {
+        let terse = terse_caption(&scene);
+        let read = read_terse_caption(&terse).unwrap_or_else(|| panic!("unread: {terse}"));
+        assert_eq!(terse_caption(&read), terse);
+        assert_eq!(read.objects.len(), scene.objects.len());
+        // The augmented prompts depend on what the caption states, not on the exact
+        // places and sizes, so an LLM given only the caption can write the same.
+        let prompts = augmented_prompts(&scene);
+        assert_eq!(augmented_prompts(&read), prompts, "{terse}");
+        paraphrase_sets.insert(prompts.paraphrases);
+        assert_eq!(read_terse_caption(&detailed_caption(&scene)), None);
+    }
+    assert!(paraphrase_sets.len() > 20, "the wording still varies");
+    for bad in [
+        "A single shape on gray. Top left: a small red square",
+        "A single shape on gray. Top left: a tiny red square.",
+        "A single shape on gray. Middle: a small red square.",
+        "A single shape on gray. Top left: a small teal square.",
+        "Two shapes on gray. Top left: a small red square.",
+        "A single shape on gray. Top left: a small red square. Top: a small red circle.",
+    ] {
+        assert_eq!(read_terse_caption(bad), None, "{bad}");
+    }
+    assert!(read_terse_caption("A single shape on gray. Top left: a small red square.").is_some());
+}
+
+#[test]
 fn teacher_mentions_every_object_with_color_and_shape() {
     let mut openings = HashSet::new();
     for scene in scenes(21, 200) {

@@ -1,7 +1,8 @@
 //! Evaluation as a library of scoring functions over images and records, with thin
 //! stages over them: the shapes world's GenEval (`eval.shapes_geneval`: the exact
 //! judge, GenEval's summary, bootstrap intervals, [`shapes_geneval`], [`bootstrap`]),
-//! ReasonGen-R1's VLM judge as requests and answers ([`vlm`]), benchmarks judged by a
+//! ReasonGen-R1's VLM judge as requests and answers ([`vlm`]; the shapes VLM also
+//! captions and augments as the exact teacher, [`vlm_teacher`]), benchmarks judged by a
 //! VLM over HTTP as a labelled substitute (`eval.vlm_judge`: [`vlm_judge`],
 //! [`vlm_questions`], [`vlm_verdicts`]), CLIP in candle as a labelled substitute for
 //! T2I-CompBench's CLIPScore and GenEval's colours (`eval.clip`: [`clip`],
@@ -23,6 +24,7 @@ pub mod trace;
 pub mod vlm;
 pub mod vlm_judge;
 pub mod vlm_questions;
+pub mod vlm_teacher;
 pub mod vlm_verdicts;
 
 use pipeline::Registry;

@@ -8,8 +8,11 @@
 //!
 //! [`ShapesVlm`] is the shapes world's stand-in for the judge model: it answers those
 //! same requests with the exact shapes judge, so the reward path over HTTP has a known
-//! truth; an endpoint `builtin:shapes-vlm` starts it on loopback ([`start_builtin`]).
+//! truth, and the captioner's and augmenter's requests of the rationale stages with the
+//! exact teacher's text ([`crate::vlm_teacher`]); an endpoint `builtin:shapes-vlm`
+//! starts it on loopback ([`start_builtin`]).
 
+use crate::vlm_teacher;
 use datasets::shapes::{Judge, JudgeOptions, Metadata, Task, all_prompts};
 use image::{DynamicImage, RgbImage};
 use llm::config::LlmConfig;
@@ -111,7 +114,8 @@ pub fn reward(answer: &str) -> f64 {
     f64::from(u8::from(boxed(answer) == Some("1")))
 }
 
-/// The shapes world's judge model: the exact shapes judge behind the judge's requests.
+/// The shapes world's VLM: the exact shapes judge behind the judge's requests, the
+/// exact teacher behind caption and augment requests.
 pub struct ShapesVlm {
     /// Every shapes-GenEval prompt, as the judge sees it ([`judge_prompt`]).
     records: HashMap<String, Metadata>,
@@ -170,7 +174,9 @@ impl ShapesVlm {
 
 impl ShapesVlm {
     /// The answer to a chat-completion request body (OpenAI's format: the user turn's
-    /// text parts and its image as a `data:` URL).
+    /// text parts and its image as a `data:` URL): the judge's verdict for the judge's
+    /// prompt, else the image's rationale for a request that shows one, else the
+    /// augmented prompts of the caption the text shows.
     pub fn answer_request(&self, request: &serde_json::Value) -> Result<String, String> {
         let mut text = String::new();
         let mut image = None;
@@ -193,8 +199,11 @@ impl ShapesVlm {
                 _ => {}
             }
         }
-        let image = image.ok_or("the request shows no image")?;
-        self.answer(&text, &image)
+        match image {
+            Some(image) if quoted_prompt(&text).is_some() => self.answer(&text, &image),
+            Some(image) => Ok(vlm_teacher::caption(&self.judge, &image)),
+            None => vlm_teacher::augment(&text),
+        }
     }
 }
 

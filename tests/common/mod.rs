@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod llama;
+
 /// A scratch project folder with its own store.
 pub struct Project {
     pub dir: tempfile::TempDir,

@@ -68,9 +68,30 @@ pub fn load(dir: &Path) -> Result<Box<dyn ImageTokenizer>, String> {
                 Vq16::load(dir, &device).map_err(|e| e.to_string())?,
             ))
         }
+        // A Janus-Pro model folder (its `tokenizer.json` is the text tokenizer): the
+        // model's own VQ-16 (`gen_vision_model`), built from its weights alone.
+        None if dir.join("config.json").exists() => {
+            let device = candle_core::Device::cuda_if_available(0).map_err(|e| e.to_string())?;
+            Ok(Box::new(janus_vq16(dir, &device)?))
+        }
         other => Err(format!(
-            "{}: unknown tokenizer kind {other:?} (known: patch_vq, vq16)",
+            "{}: unknown tokenizer kind {other:?} (known: patch_vq, vq16, or a Janus-Pro model folder)",
             path.display()
         )),
     }
+}
+
+/// The VQ-16 of the Janus-Pro model folder `dir`, from its checkpoint (either layout).
+fn janus_vq16(dir: &Path, device: &candle_core::Device) -> Result<Vq16, String> {
+    use crate::janus::{checkpoint::Checkpoint, config::JanusConfig, load::dtype_for};
+    let config = JanusConfig::from_file(&dir.join("config.json")).map_err(|e| e.to_string())?;
+    let checkpoint = std::sync::Arc::new(Checkpoint::open(dir).map_err(|e| e.to_string())?);
+    checkpoint
+        .build(dtype_for(device), device, |vb| {
+            Vq16::new(
+                config.vq.clone(),
+                vb.pp(crate::janus::vq16::CHECKPOINT_PREFIX),
+            )
+        })
+        .map_err(|e| e.to_string())
 }

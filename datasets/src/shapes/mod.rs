@@ -37,7 +37,9 @@ pub use prompts::{GeneratedPrompt, TaskCounts, all_prompts, prompt_set};
 pub use render::{DEFAULT_SIZE, encode_png, render, render_png};
 pub use scene::{Object, Scene};
 pub use split::{HeldOut, Split};
-pub use teacher::{augmented_prompts, detailed_caption, scene_metadata, terse_caption};
+pub use teacher::{
+    augmented_prompts, detailed_caption, read_terse_caption, scene_metadata, terse_caption,
+};
 pub use vocab::{Color, Relation, Shape};
 
 /// What can go wrong in the shapes world.

@@ -79,6 +79,27 @@ impl Scene {
             .collect()
     }
 
+    /// The scene a detector reports on a `canvas`×`canvas` image: each detection an
+    /// object of its class and color, centred in its box, as large as the box's longer
+    /// side. Places and sizes are as exact as the boxes.
+    pub fn from_detections(detections: &[Detection], canvas: u32) -> Scene {
+        let c = f64::from(canvas);
+        Scene {
+            objects: detections
+                .iter()
+                .map(|d| Object {
+                    shape: d.class,
+                    color: d.color,
+                    center: [
+                        (d.bbox.x1 + d.bbox.x2) / (2.0 * c),
+                        (d.bbox.y1 + d.bbox.y2) / (2.0 * c),
+                    ],
+                    size: d.bbox.width().max(d.bbox.height()) / c,
+                })
+                .collect(),
+        }
+    }
+
     /// Does the scene itself (not a render of it) meet `metadata` under GenEval's rules?
     pub fn satisfies(&self, metadata: &Metadata, canvas: u32) -> Verdict {
         evaluate(&self.detections(canvas), metadata, &JudgeOptions::default())

@@ -19,11 +19,12 @@ use schemas::eval_score::EvalScore;
 use schemas::rl_prompt::RlPrompt;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+
+// llama.cpp's server and the Python that runs it, shared with the root crate's tests.
+#[path = "../../../tests/common/llama.rs"]
+mod llama;
+use llama::{LlamaServer, python};
 
 /// What a judge node left: its score rows, verdicts by sample id, report and meta.
 struct Judged {
@@ -326,114 +327,6 @@ fn images_for(rows: &[RlPrompt], n: usize) -> Vec<EvalSample> {
             sample(format!("{}-{k}", p.id), p, png)
         })
         .collect()
-}
-
-/// The Python with xllamacpp, gguf and numpy: `$REASONGEN_PYTHON`, or `python3`.
-/// `.ci/run` installs them and sets `REASONGEN_REQUIRE_PYTHON=1`, so there a missing
-/// package fails the test.
-fn python() -> Option<String> {
-    let py = std::env::var("REASONGEN_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = Command::new(&py)
-        .args(["-c", "import xllamacpp, gguf, numpy"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        return Some(py);
-    }
-    assert!(
-        std::env::var("REASONGEN_REQUIRE_PYTHON").is_err(),
-        "{py} lacks xllamacpp/gguf/numpy but REASONGEN_REQUIRE_PYTHON is set"
-    );
-    eprintln!("skipped: {py} lacks xllamacpp, gguf or numpy (see .ci/run)");
-    None
-}
-
-/// llama.cpp's server on a free loopback port, killed when dropped.
-struct LlamaServer {
-    child: Child,
-    url: String,
-    log: PathBuf,
-}
-
-impl LlamaServer {
-    fn start(py: &str, dir: &Path) -> LlamaServer {
-        let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/llama_server");
-        let made = Command::new(py)
-            .arg(scripts.join("make_tiny_models.py"))
-            .arg(dir)
-            .output()
-            .unwrap();
-        assert!(
-            made.status.success(),
-            "{}",
-            String::from_utf8_lossy(&made.stderr)
-        );
-        let log = dir.join("server.log");
-        let mut child = Command::new(py)
-            .arg(scripts.join("serve.py"))
-            .arg(dir.join("tiny-llm.gguf"))
-            .arg("0")
-            .arg(dir.join("tiny-mmproj.gguf"))
-            .env("OMP_NUM_THREADS", "1")
-            .env("ALIAS", "tiny-random")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let mut server = LlamaServer {
-            url: String::new(),
-            child,
-            log,
-        };
-        server.url = line
-            .strip_prefix("listening ")
-            .unwrap_or_else(|| panic!("the server did not start: {line:?}\n{}", server.log_text()))
-            .trim()
-            .to_string();
-        server.wait_healthy();
-        server
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Poll `GET /health` until it answers 200.
-    fn wait_healthy(&self) {
-        let addr = self.url.trim_start_matches("http://").to_string();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ok = std::net::TcpStream::connect(&addr).is_ok_and(|mut s| {
-                let request =
-                    format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-                let mut reply = String::new();
-                s.write_all(request.as_bytes()).is_ok()
-                    && s.read_to_string(&mut reply).is_ok()
-                    && reply.starts_with("HTTP/1.1 200")
-            });
-            if ok {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no /health at {addr}:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for LlamaServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

@@ -1,5 +1,8 @@
 //! The stage that runs any [`Task`]: two passes over the input table.
 //!
+//! An endpoint `builtin:shapes-vlm` starts the shapes VLM on loopback for the run
+//! ([`eval::vlm::start_builtin`]): the exact teacher answers captions and augments.
+//!
 //! 1. *Collect*: the reader builds each row's request and key; the executor (online
 //!    or batch) makes sure the memo holds an answer for each key, or records why not.
 //!    A progress line and the node's counters are written every `progress_secs`.
@@ -15,6 +18,7 @@ use super::assemble::{Assembled, Origin, Paths, assemble};
 use super::task::{Task, shape};
 use super::{estimate, reader};
 use datasets::table::TableReader;
+use eval::vlm::{checkable, start_builtin};
 use llm::config::{Executor, LlmConfig, Policy};
 use llm::cost::TokenCounter;
 use llm::{Session, batch, online};
@@ -69,7 +73,7 @@ impl<T: Task> Stage for LlmStage<T> {
     }
 
     fn validate(config: &LlmConfig, _bindings: &Bindings) -> Result<(), String> {
-        config.check(T::schema().is_some())?;
+        checkable(config).check(T::schema().is_some())?;
         shape::<T>(config, TokenCounter::from_bytes(&config.cost)).map(|_| ())
     }
 
@@ -91,7 +95,15 @@ impl<T: Task> Stage for LlmStage<T> {
 async fn run<T: Task>(config: &LlmConfig, ctx: &Arc<StageContext>) -> Result<Output, StageError> {
     let input = ctx.input(T::INPUTS[0].name)?.dir.clone();
     let counter = TokenCounter::new(&config.cost, &ctx.recipe_dir).map_err(StageError::msg)?;
+    // Built before the shapes VLM's port replaces `builtin:shapes-vlm`, so that request
+    // keys, which hold the base URL, stay the same across runs.
     let shape = Arc::new(shape::<T>(config, counter).map_err(StageError::msg)?);
+    let mut config = config.clone();
+    let server = start_builtin(&mut config).map_err(StageError::msg)?;
+    if let Some(s) = &server {
+        ctx.log(format!("the shapes VLM answers at {}", s.url()));
+    }
+    let config = &config;
     let rows = TableReader::open(&input)?.row_count()?;
     ctx.progress.set_total(rows, "rows");
     let concurrency = config.limits.concurrency as usize;

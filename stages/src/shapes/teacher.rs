@@ -3,7 +3,9 @@
 //! `rationale` table like the LLM tasks write, so that shapes data and real data flow
 //! through the same downstream stages. The short caption among the augmented prompts
 //! is the scene's own caption (for scenes built from a GenEval-style prompt, that
-//! prompt), as ReasonGen-R1's short caption is the image's original caption.
+//! prompt), as ReasonGen-R1's short caption is the image's original caption. The
+//! shapes VLM (`builtin:shapes-vlm`) writes the same rationales for
+//! `rationale.caption` and `rationale.augment` over HTTP; this stage needs no server.
 
 use datasets::shapes::{Scene, augmented_prompts, detailed_caption, terse_caption};
 use datasets::table::{ShardOptions, ShardWriter, TableReader};
@@ -61,7 +63,7 @@ impl Style {
 pub struct ShapesTeacher;
 
 /// The teacher's version, recorded in provenance like an LLM template's.
-const TEMPLATE_VERSION: u32 = 2;
+const TEMPLATE_VERSION: u32 = 3;
 
 fn rationale(row: &SourceImage, style: Style) -> Result<Rationale, StageError> {
     let meta: serde_json::Value =
@@ -91,7 +93,7 @@ fn rationale(row: &SourceImage, style: Style) -> Result<Rationale, StageError> {
 impl Stage for ShapesTeacher {
     type Config = TeacherConfig;
     const KIND: &'static str = "shapes.teacher";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const DOC: &'static str =
         "The exact teacher: rationales (detailed captions) and augmented prompts of shapes scenes.";
     const INPUTS: &'static [InputSpec] = &[InputSpec {

@@ -27,9 +27,11 @@ pub(super) fn short_caption(scene: &Scene) -> String {
 
 /// The five families of augmented prompts of a scene: a short caption, two to four
 /// paraphrases, tags, three captions of varied detail, and one prompt per object (the
-/// background last). A function of the scene alone.
+/// background last). A function of what the scene's captions state (each object's
+/// colour, shape, size word and place, in reading order), as an LLM writes them from
+/// the caption alone: the same from the scene [`super::read_terse_caption`] reads.
 pub fn augmented_prompts(scene: &Scene) -> AugmentedPrompts {
-    let mut wording = Wording::new(scene, 0xA06);
+    let mut wording = Wording::stated(scene, 0xA06);
     let objects = reading_order(scene);
     let items = counted(&objects, colored);
     let bg = background();

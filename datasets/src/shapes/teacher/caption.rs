@@ -3,14 +3,15 @@
 //! its size, color, shape, place on the canvas and its relation to the object before;
 //! a closing remark on the style. The terse caption: the same opening, shortened, then
 //! one clause per object in reading order, its place first and its noun phrase last
-//! (`Top left: a small red square.`), nothing else.
+//! (`Top left: a small red square.`), nothing else; [`read_terse_caption`] reads the
+//! scene a terse caption states back.
 
 use super::words::{
     Wording, background, capitalize, inventory, location, noun, place_name, reading_order,
-    relation_phrase,
+    relation_phrase, stated_object,
 };
 use crate::shapes::scene::Scene;
-use crate::shapes::vocab::with_article;
+use crate::shapes::vocab::{Color, Shape, with_article};
 
 /// The detailed caption of a scene, as a captioning model would write it. The wording
 /// varies between scenes but is a function of the scene alone.
@@ -78,4 +79,29 @@ pub fn terse_caption(scene: &Scene) -> String {
         clauses.push(format!("{}: {a_noun}.", capitalize(place_name(obj))));
     }
     clauses.join(" ")
+}
+
+/// The scene a terse caption states: each object with its colour and shape, centred in
+/// its place and sized in the middle of its size word's range, in the caption's order.
+/// `None` unless `text` is a terse caption: the scene read is captioned as `text` again.
+pub fn read_terse_caption(text: &str) -> Option<Scene> {
+    let mut clauses = text.strip_suffix('.')?.split(". ");
+    // The opening counts what the clauses state; the round trip below checks it.
+    clauses.next()?;
+    let objects = clauses
+        .map(|clause| {
+            let (place, phrase) = clause.split_once(": ")?;
+            let [_article, size, color, shape] = phrase.split(' ').collect::<Vec<_>>()[..] else {
+                return None;
+            };
+            stated_object(
+                &place.to_lowercase(),
+                size,
+                Color::from_name(color)?,
+                Shape::from_name(shape)?,
+            )
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let scene = Scene { objects };
+    (terse_caption(&scene) == text).then_some(scene)
 }

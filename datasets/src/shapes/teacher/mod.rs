@@ -8,7 +8,7 @@ mod caption;
 mod words;
 
 pub use augment::augmented_prompts;
-pub use caption::{detailed_caption, terse_caption};
+pub use caption::{detailed_caption, read_terse_caption, terse_caption};
 
 use super::metadata::{Exclude, Include, Metadata, Task};
 use super::scene::Scene;

@@ -1,12 +1,13 @@
 //! The teacher's phrasing shared by captions and augmented prompts: the order objects
-//! are described in, size and location words, noun phrases, counted lists, relation
-//! phrases, and the seeded choice among equivalent wordings.
+//! are described in, size and location words (and the object they state), noun
+//! phrases, counted lists, relation phrases, and the seeded choice among equivalent
+//! wordings.
 
 use crate::rng::{Rng, mix};
 use crate::shapes::judge::{POSITION_MARGIN, relative_position};
 use crate::shapes::render::DEFAULT_SIZE;
 use crate::shapes::scene::{MAX_SIZE, MIN_SIZE, Object, Scene};
-use crate::shapes::vocab::{BACKGROUND_NAME, Relation, number_word, with_article};
+use crate::shapes::vocab::{BACKGROUND_NAME, Color, Relation, Shape, number_word, with_article};
 
 /// The seeded choice among wordings: a function of the scene and of what is being
 /// worded (`salt`), so the same scene always reads the same.
@@ -15,6 +16,23 @@ pub(super) struct Wording(Rng);
 impl Wording {
     pub(super) fn new(scene: &Scene, salt: u64) -> Wording {
         Wording(Rng::new(mix(scene.fingerprint() ^ salt)))
+    }
+
+    /// Seeded by what a caption states of the scene (each object's shape, colour, size
+    /// word and place, in reading order), so that wording chosen from a caption alone
+    /// reads the same as from the scene.
+    pub(super) fn stated(scene: &Scene, salt: u64) -> Wording {
+        let stated = reading_order(scene).iter().fold(0x57A7ED, |h, o| {
+            [
+                o.shape as u64,
+                o.color as u64,
+                region(o) as u64,
+                size_class(o) as u64,
+            ]
+            .into_iter()
+            .fold(h, |h, v| mix(h ^ v))
+        });
+        Wording(Rng::new(mix(stated ^ salt)))
     }
 
     pub(super) fn pick<'a>(&mut self, options: &[&'a str]) -> &'a str {
@@ -57,16 +75,25 @@ fn third(v: f64) -> u8 {
     }
 }
 
-/// `small`, `medium-sized` or `large`: the thirds of the world's size range.
-pub(super) fn size_word(obj: &Object) -> &'static str {
+/// The size words, for the thirds of the world's size range.
+const SIZE_WORDS: [&str; 3] = ["small", "medium-sized", "large"];
+
+/// Which third of the world's size range an object's size falls in (below the range:
+/// the first).
+fn size_class(obj: &Object) -> usize {
     let t = (obj.size - MIN_SIZE) / (MAX_SIZE - MIN_SIZE);
     if t < 1.0 / 3.0 {
-        "small"
+        0
     } else if t < 2.0 / 3.0 {
-        "medium-sized"
+        1
     } else {
-        "large"
+        2
     }
+}
+
+/// `small`, `medium-sized` or `large`: the thirds of the world's size range.
+pub(super) fn size_word(obj: &Object) -> &'static str {
+    SIZE_WORDS[size_class(obj)]
 }
 
 /// Which of the canvas's nine regions (thirds by thirds, row-major) an object's
@@ -91,21 +118,38 @@ pub(super) fn location(obj: &Object, wording: &mut Wording) -> &'static str {
     wording.pick(&OPTIONS[region(obj)])
 }
 
+/// The places in one fixed wording, by region.
+const PLACE_NAMES: [&str; 9] = [
+    "top left",
+    "top",
+    "top right",
+    "left",
+    "center",
+    "right",
+    "bottom left",
+    "bottom",
+    "bottom right",
+];
+
 /// The place of an object in one fixed wording (`top left`, `center`), by the thirds
 /// it falls in.
 pub(super) fn place_name(obj: &Object) -> &'static str {
-    const NAMES: [&str; 9] = [
-        "top left",
-        "top",
-        "top right",
-        "left",
-        "center",
-        "right",
-        "bottom left",
-        "bottom",
-        "bottom right",
-    ];
-    NAMES[region(obj)]
+    PLACE_NAMES[region(obj)]
+}
+
+/// The object a caption states by its place name, size word, colour and shape:
+/// centred in its region, sized in the middle of its size word's third; `None` for a
+/// word that is no place or size.
+pub(super) fn stated_object(place: &str, size: &str, color: Color, shape: Shape) -> Option<Object> {
+    let region = PLACE_NAMES.iter().position(|p| *p == place)?;
+    let class = SIZE_WORDS.iter().position(|s| *s == size)?;
+    let middle = |third: usize| (2 * third + 1) as f64 / 6.0;
+    Some(Object {
+        shape,
+        color,
+        center: [middle(region % 3), middle(region / 3)],
+        size: MIN_SIZE + (class as f64 + 0.5) / 3.0 * (MAX_SIZE - MIN_SIZE),
+    })
 }
 
 /// `red circle`, or with its size `large red circle`.

@@ -40,7 +40,7 @@ fn model_folder() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let params = Params::random(&config(), &Device::Cpu).unwrap();
     params
-        .save(&dir.path().join("model.safetensors"), DType::F32)
+        .save(&dir.path().join("model.safetensors"), DType::F32, None)
         .unwrap();
     std::fs::write(
         dir.path().join("config.json"),
@@ -390,7 +390,8 @@ fn the_written_model_loads_back_with_the_same_logits() {
     t.train_step().unwrap();
     t.train_step().unwrap();
     let out = tempfile::tempdir().unwrap();
-    t.save_model(out.path(), &fixture_tokenizer()).unwrap();
+    t.save_model(out.path(), &fixture_tokenizer(), None)
+        .unwrap();
     let loaded = load(out.path(), &Device::Cpu).unwrap();
     assert_eq!(loaded.model.config(), &config());
     let ours = t.params().model(&config(), DType::F32).unwrap();
@@ -506,6 +507,9 @@ fn sft_from_the_parity_model_writes_what_the_python_reference_reads() {
         ..SftConfig::default()
     };
     let ex = prepared(4, &config);
+    let vq = Params::vq_from_checkpoint(&original, &model_config, &Device::Cpu)
+        .unwrap()
+        .expect("the parity model has its VQ-16");
     let mut t = Trainer::new(config, model_config, text(), params, ex, DType::F32).unwrap();
     for _ in 0..3 {
         t.train_step().unwrap();
@@ -514,9 +518,19 @@ fn sft_from_the_parity_model_writes_what_the_python_reference_reads() {
     let out = std::env::var_os("REASONGEN_SFT_PARITY_OUT")
         .map(PathBuf::from)
         .unwrap_or_else(|| temp.path().to_path_buf());
-    t.save_model(&out, &original.join("tokenizer.json"))
+    t.save_model(&out, &original.join("tokenizer.json"), Some(&vq))
         .unwrap();
     let loaded = load(&out, &Device::Cpu).unwrap();
+    // The untrained VQ-16 comes along unchanged: the folder draws on its own.
+    let written = Params::vq_from_checkpoint(&out, loaded.model.config(), &Device::Cpu)
+        .unwrap()
+        .expect("the written model keeps its VQ-16");
+    let (a, b) = (vq.tensors(), written.tensors());
+    assert_eq!(a.len(), b.len());
+    for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
+        assert_eq!(na, nb);
+        assert_eq!(max_abs_diff(ta, tb), 0.0, "{na}");
+    }
     let (text_logits, image_logits) = golden_logits(&loaded.model);
     let ours = t.params().model(loaded.model.config(), DType::F32).unwrap();
     let (a, b) = golden_logits(&ours);

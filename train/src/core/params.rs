@@ -15,6 +15,7 @@ use crate::janus::checkpoint::Checkpoint;
 use crate::janus::config::JanusConfig;
 use crate::janus::error::{JanusError, Result};
 use crate::janus::model::Janus;
+use crate::janus::vq16::{CHECKPOINT_PREFIX, Vq16};
 use candle_core::{DType, Device, Shape, Tensor, Var};
 use candle_nn::VarBuilder;
 use candle_nn::var_builder::SimpleBackend;
@@ -132,6 +133,31 @@ impl Params {
         Ok(take(shared))
     }
 
+    /// The VQ-16's weights (`gen_vision_model.*`) in the checkpoint `path`, in the
+    /// original layout: training leaves them as they are, and the model it writes keeps
+    /// them so that the folder draws on its own. `None` when the checkpoint holds no
+    /// VQ-16 (a model trained over another image tokenizer).
+    pub fn vq_from_checkpoint(
+        path: &Path,
+        config: &JanusConfig,
+        device: &Device,
+    ) -> Result<Option<Params>> {
+        let checkpoint = Arc::new(Checkpoint::open(path)?);
+        if !checkpoint.contains(&format!("{CHECKPOINT_PREFIX}.quantize.embedding.weight")) {
+            return Ok(None);
+        }
+        let shared = empty();
+        checkpoint.build(DType::F32, device, |vb| {
+            let backend = Backend {
+                params: shared.clone(),
+                source: Source::Checkpoint(vb),
+            };
+            let builder = VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone());
+            Vq16::new(config.vq.clone(), builder.pp(CHECKPOINT_PREFIX)).map(drop)
+        })?;
+        Ok(Some(take(shared)))
+    }
+
     /// Freshly initialised weights (candle's default initialisers).
     pub fn random(config: &JanusConfig, device: &Device) -> Result<Params> {
         let shared = empty();
@@ -204,11 +230,13 @@ impl Params {
             .collect()
     }
 
-    /// Write the weights as `path` (safetensors, original layout) in `dtype`.
-    pub fn save(&self, path: &Path, dtype: DType) -> Result<()> {
+    /// Write the weights, with the untrained ones `kept`, as `path` (safetensors,
+    /// original layout) in `dtype`.
+    pub fn save(&self, path: &Path, dtype: DType, kept: Option<&Params>) -> Result<()> {
         let tensors = self
             .tensors()
             .into_iter()
+            .chain(kept.map(Params::tensors).unwrap_or_default())
             .map(|(n, t)| Ok((n, t.to_dtype(dtype)?.to_device(&Device::Cpu)?)))
             .collect::<Result<HashMap<_, _>>>()?;
         candle_core::safetensors::save(&tensors, path).map_err(|e| JanusError::checkpoint(path, e))

@@ -125,12 +125,13 @@ impl Stepper {
     }
 
     /// Write the model folder: `config.json`, `model.safetensors` (FP32, DeepSeek's
-    /// layout) and the text tokenizer `tokenizer` copied in.
-    pub fn save_model(&self, dir: &Path, tokenizer: &Path) -> Result<()> {
+    /// layout, with the untrained weights `kept`) and the text tokenizer `tokenizer`
+    /// copied in.
+    pub fn save_model(&self, dir: &Path, tokenizer: &Path, kept: Option<&Params>) -> Result<()> {
         write_folder(
             dir,
             &self.model_config,
-            |path| self.params.save(path, DType::F32),
+            |path| self.params.save(path, DType::F32, kept),
             |path| {
                 std::fs::copy(tokenizer, path)
                     .map(drop)

@@ -296,8 +296,13 @@ impl Trainer {
         Ok((self.stepper.model()?, &self.text))
     }
 
-    pub fn save_model(&self, dir: &std::path::Path, tokenizer: &std::path::Path) -> Result<()> {
-        self.stepper.save_model(dir, tokenizer)
+    pub fn save_model(
+        &self,
+        dir: &std::path::Path,
+        tokenizer: &std::path::Path,
+        kept: Option<&Params>,
+    ) -> Result<()> {
+        self.stepper.save_model(dir, tokenizer, kept)
     }
 
     fn rollout_options(&self) -> RolloutOptions {

@@ -303,8 +303,13 @@ impl Trainer {
 
     /// Write the model folder (FP32 weights in DeepSeek's layout), with the text
     /// tokenizer `tokenizer` copied in.
-    pub fn save_model(&self, dir: &std::path::Path, tokenizer: &std::path::Path) -> Result<()> {
-        self.stepper.save_model(dir, tokenizer)
+    pub fn save_model(
+        &self,
+        dir: &std::path::Path,
+        tokenizer: &std::path::Path,
+        kept: Option<&Params>,
+    ) -> Result<()> {
+        self.stepper.save_model(dir, tokenizer, kept)
     }
 }
 

@@ -23,6 +23,7 @@ use crate::janus::load::dtype_for;
 use crate::janus::text::TextTokenizer;
 use crate::janus::vq16::{CHECKPOINT_PREFIX, Vq16};
 use crate::tokenizer::ImageTokenizer;
+use candle_core::Device;
 use datasets::shapes::Metadata;
 use datasets::table::{ShardOptions, ShardWriter, TableReader};
 use pipeline::{
@@ -98,6 +99,7 @@ fn train(
     let model_in = ctx.input("model")?;
     let device = config.device.open().map_err(StageError::msg)?;
     let model_config = JanusConfig::from_file(&model_in.dir.join("config.json")).map_err(err)?;
+    let vq_config = model_config.clone();
     let tokenizer_path = model_in.dir.join("tokenizer.json");
     let text = TextTokenizer::from_file(&tokenizer_path).map_err(err)?;
     let images = image_tokenizer(ctx, &model_config, &device)?;
@@ -160,7 +162,12 @@ fn train(
         }
     })?;
     let out = &ctx.out_dir;
-    trainer.save_model(out, &tokenizer_path).map_err(err)?;
+    // The VQ-16 is not trained; the written model keeps the input's.
+    let vq = Params::vq_from_checkpoint(&model_in.dir, &vq_config, &Device::Cpu)
+        .map_err(|e| err(e).context("reading the model's VQ-16"))?;
+    trainer
+        .save_model(out, &tokenizer_path, vq.as_ref())
+        .map_err(err)?;
     let metrics = trainer.metrics();
     write_run(out, metrics, &evals, |m| m.step, PLOTS).map_err(StageError::msg)?;
     let rows = merge_rollouts(

@@ -23,6 +23,7 @@ use crate::janus::load::dtype_for;
 use crate::janus::text::TextTokenizer;
 use crate::sft::config::SftConfig;
 use crate::sft::trainer::{PLOTS, Trainer, examples};
+use candle_core::Device;
 use datasets::table::TableReader;
 use pipeline::{
     Arity, ArtifactKind, ArtifactType, InputSpec, Output, OutputDecl, Resources, Stage,
@@ -41,6 +42,7 @@ fn train(config: &SftConfig, ctx: &StageContext) -> Result<Output, StageError> {
     let model_in = ctx.input("model")?;
     let device = config.device.open().map_err(StageError::msg)?;
     let model_config = JanusConfig::from_file(&model_in.dir.join("config.json")).map_err(err)?;
+    let vq_config = model_config.clone();
     let tokenizer_path = model_in.dir.join("tokenizer.json");
     let text = TextTokenizer::from_file(&tokenizer_path).map_err(err)?;
     let mut rows = Vec::new();
@@ -107,7 +109,12 @@ fn train(config: &SftConfig, ctx: &StageContext) -> Result<Output, StageError> {
         }
     })?;
     let out = &ctx.out_dir;
-    trainer.save_model(out, &tokenizer_path).map_err(err)?;
+    // The VQ-16 is not trained; the written model keeps the input's.
+    let vq = Params::vq_from_checkpoint(&model_in.dir, &vq_config, &Device::Cpu)
+        .map_err(|e| err(e).context("reading the model's VQ-16"))?;
+    trainer
+        .save_model(out, &tokenizer_path, vq.as_ref())
+        .map_err(err)?;
     let metrics = trainer.metrics();
     write_run(out, metrics, &evals, |m| m.step, PLOTS).map_err(StageError::msg)?;
     let (tokens, positions, seconds) = metrics.iter().fold((0, 0, 0.0), |(t, p, s), m| {

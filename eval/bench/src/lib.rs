@@ -14,6 +14,7 @@ mod memo;
 mod patch_vq;
 mod sft;
 mod tables;
+mod vq16;
 
 use anyhow::Result;
 use std::process::ExitCode;
@@ -47,6 +48,8 @@ pub enum BenchCommand {
     /// or Janus-Pro-1B sizes with random weights (`scripts/sft_gpu_bench.py` puts
     /// PyTorch beside it).
     Sft(sft::SftBenchArgs),
+    /// VQ-16 encoding at Janus-Pro's sizes: images/s per batch size on the CPU or a GPU.
+    Vq16(vq16::Vq16BenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
@@ -61,6 +64,7 @@ pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
         BenchCommand::Janus(a) => janus::run(a),
         BenchCommand::JanusParity(a) => janus_parity::run(a),
         BenchCommand::Sft(a) => sft::run(a),
+        BenchCommand::Vq16(a) => vq16::run(a),
     }
 }
 

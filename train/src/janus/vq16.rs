@@ -19,6 +19,8 @@
 //!
 //! The networks run in the `VarBuilder`'s dtype: F32 on CPU (candle's CPU conv2d has
 //! no BF16), BF16 on a GPU. The nearest-code search and the decoded pixels are F32.
+//! On the CPU the 3×3 convolutions, nearly all of the work, run as banded im2col and
+//! GEMM ([`conv`]); elsewhere candle's conv2d runs. A batch of images is one forward.
 //!
 //! Encoding follows Janus' quantizer (`codebook_l2_norm = True`): latents and codebook
 //! are l2-normalised before `argmin ‖z‖² + ‖e‖² − 2 z·e`. transformers'
@@ -30,11 +32,16 @@
 //! `model.safetensors` with the `gen_vision_model.*` tensors (other tensors, such as
 //! the rest of a Janus-Pro checkpoint, are ignored).
 
+pub mod conv;
+pub mod norm;
+
 use super::checkpoint::SAFETENSORS_SINGLE;
 use crate::tokenizer::ImageTokenizer;
 use candle_core::{D, DType, Device, Module, Result, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, GroupNorm, VarBuilder};
+use candle_nn::{Conv2dConfig, VarBuilder};
+use conv::Conv;
 use image::RgbImage;
+use norm::Norm;
 use serde::{Deserialize, Serialize};
 use std::borrow::{Borrow, Cow};
 use std::path::Path;
@@ -142,8 +149,8 @@ impl Vq16Config {
     }
 }
 
-fn group_norm(channels: usize, vb: VarBuilder) -> Result<GroupNorm> {
-    candle_nn::group_norm(GROUPS, channels, NORM_EPS, vb)
+fn group_norm(channels: usize, vb: VarBuilder) -> Result<Norm> {
+    Norm::new(GROUPS, channels, NORM_EPS, vb)
 }
 
 fn conv(
@@ -153,23 +160,24 @@ fn conv(
     stride: usize,
     padding: usize,
     vb: VarBuilder,
-) -> Result<Conv2d> {
+) -> Result<Conv> {
     let cfg = Conv2dConfig {
         padding,
         stride,
         ..Default::default()
     };
-    candle_nn::conv2d(cin, cout, kernel, cfg, vb)
+    let conv = candle_nn::conv2d(cin, cout, kernel, cfg, vb)?;
+    Ok(Conv::new(conv, kernel, stride, padding))
 }
 
 /// norm1 → swish → conv1 → norm2 → swish → conv2, plus the input (through a 1×1
 /// `nin_shortcut` when the channel count changes).
 struct ResnetBlock {
-    norm1: GroupNorm,
-    conv1: Conv2d,
-    norm2: GroupNorm,
-    conv2: Conv2d,
-    nin_shortcut: Option<Conv2d>,
+    norm1: Norm,
+    conv1: Conv,
+    norm2: Norm,
+    conv2: Conv,
+    nin_shortcut: Option<Conv>,
 }
 
 impl ResnetBlock {
@@ -188,8 +196,8 @@ impl ResnetBlock {
 
 impl Module for ResnetBlock {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.conv1.forward(&self.norm1.forward(x)?.silu()?)?;
-        let h = self.conv2.forward(&self.norm2.forward(&h)?.silu()?)?;
+        let h = self.conv1.forward(&self.norm1.forward_then(x, true)?)?;
+        let h = self.conv2.forward(&self.norm2.forward_then(&h, true)?)?;
         match &self.nin_shortcut {
             Some(shortcut) => shortcut.forward(x)? + h,
             None => x + h,
@@ -200,11 +208,11 @@ impl Module for ResnetBlock {
 /// Single-head attention over the h·w positions, with 1×1 convolutions for q, k, v
 /// and the output, and a residual connection.
 struct AttnBlock {
-    norm: GroupNorm,
-    q: Conv2d,
-    k: Conv2d,
-    v: Conv2d,
-    proj_out: Conv2d,
+    norm: Norm,
+    q: Conv,
+    k: Conv,
+    v: Conv,
+    proj_out: Conv,
 }
 
 impl AttnBlock {
@@ -223,7 +231,7 @@ impl AttnBlock {
 impl Module for AttnBlock {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
-        let normed = self.norm.forward(x)?;
+        let normed = self.norm.forward_then(x, false)?;
         // [b, c, h·w] each; q as [b, h·w, c].
         let q = self.q.forward(&normed)?.reshape((b, c, h * w))?;
         let k = self.k.forward(&normed)?.reshape((b, c, h * w))?;
@@ -272,7 +280,7 @@ enum Scale {
 /// (`downsample.conv`); or nearest ×2, then a 3×3 conv (`upsample.conv`).
 struct Resample {
     scale: Scale,
-    conv: Conv2d,
+    conv: Conv,
 }
 
 impl Resample {
@@ -362,11 +370,11 @@ impl Module for ConvBlock {
 /// Pixels → latents of `z_channels`: conv_in, the levels shallowest first, mid,
 /// norm_out, swish, conv_out.
 struct Encoder {
-    conv_in: Conv2d,
+    conv_in: Conv,
     conv_blocks: Vec<ConvBlock>,
     mid: Mid,
-    norm_out: GroupNorm,
-    conv_out: Conv2d,
+    norm_out: Norm,
+    conv_out: Conv,
 }
 
 impl Encoder {
@@ -404,18 +412,19 @@ impl Module for Encoder {
             h = block.forward(&h)?;
         }
         let h = self.mid.forward(&h)?;
-        self.conv_out.forward(&self.norm_out.forward(&h)?.silu()?)
+        self.conv_out
+            .forward(&self.norm_out.forward_then(&h, true)?)
     }
 }
 
 /// Latents of `z_channels` → pixels: conv_in, mid, the levels deepest first
 /// (`conv_blocks.0` is the deepest), norm_out, swish, conv_out.
 struct Decoder {
-    conv_in: Conv2d,
+    conv_in: Conv,
     mid: Mid,
     conv_blocks: Vec<ConvBlock>,
-    norm_out: GroupNorm,
-    conv_out: Conv2d,
+    norm_out: Norm,
+    conv_out: Conv,
 }
 
 impl Decoder {
@@ -452,7 +461,8 @@ impl Module for Decoder {
         for block in &self.conv_blocks {
             h = block.forward(&h)?;
         }
-        self.conv_out.forward(&self.norm_out.forward(&h)?.silu()?)
+        self.conv_out
+            .forward(&self.norm_out.forward_then(&h, true)?)
     }
 }
 
@@ -466,12 +476,12 @@ fn l2_normalize(x: &Tensor) -> Result<Tensor> {
 pub struct Vq16 {
     config: Vq16Config,
     encoder: Encoder,
-    quant_conv: Conv2d,
+    quant_conv: Conv,
     /// The l2-normalised codebook, F32 [codebook_size, embed_dim].
     codebook: Tensor,
     /// ‖e‖² of each normalised code, F32 [codebook_size].
     codebook_sq: Tensor,
-    post_quant_conv: Conv2d,
+    post_quant_conv: Conv,
     decoder: Decoder,
     dtype: DType,
     device: Device,

@@ -33,6 +33,8 @@ pub fn resolve_program(program: &str, dir: &Path) -> Result<PathBuf, StageError>
 
 /// One run of a program.
 pub struct Invocation<'a> {
+    /// What messages call it (`sh`, `evaluate_images.py`).
+    pub name: &'a str,
     pub program: &'a Path,
     pub args: &'a [String],
     /// The working folder.
@@ -62,7 +64,7 @@ pub fn tail(path: &Path, n: usize) -> String {
 
 /// Run `inv` to its end; an error when it fails or times out, naming its log.
 pub async fn run(ctx: &StageContext, inv: &Invocation<'_>) -> Result<Logs, StageError> {
-    let name = inv.program.display().to_string();
+    let name = inv.name;
     let stem = if inv.label.is_empty() {
         ctx.node.clone()
     } else {

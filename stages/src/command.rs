@@ -206,6 +206,7 @@ impl Stage for Command {
         program::run(
             &ctx,
             &Invocation {
+                name: &config.argv[0],
                 program: &program,
                 args: &args,
                 dir: &ctx.recipe_dir,

@@ -11,7 +11,7 @@
 //! second. The page cache holds the files for both (the corpus is made or read first).
 
 mod corpus;
-mod peer;
+pub(crate) mod peer;
 
 use anyhow::{Result, anyhow, ensure};
 use stages::images::prepare::{PrepareConfig, write_prepared};

@@ -116,6 +116,7 @@ async fn run_python(
     program::run(
         ctx,
         &Invocation {
+            name: label,
             program: python,
             args: &args,
             dir: cwd,

@@ -5,6 +5,7 @@
 //! the same requests in flight as ours.
 
 use crate::images::Usage;
+use crate::images::peer::version;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,20 +19,6 @@ pub struct PeerRun {
     /// Its error messages, most frequent first.
     pub errors: Vec<(String, u64)>,
     pub version: String,
-}
-
-/// The img2dataset version `python` has, if it has it.
-pub fn version(python: &Path) -> Option<String> {
-    let out = Command::new(python)
-        .args([
-            "-c",
-            "import importlib.metadata as m; print(m.version('img2dataset'))",
-        ])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// A Python with img2dataset: `given`, or a venv made (once) under the cache folder;

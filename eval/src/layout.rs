@@ -165,6 +165,11 @@ fn encode_png(image: &RgbImage, id: &str) -> Result<Vec<u8>, LayoutError> {
     Ok(out.into_inner())
 }
 
+/// A T2I-CompBench prompt's category (its tag).
+fn category_of(prompt: &RlPrompt) -> &str {
+    prompt.tag.as_deref().unwrap_or("uncategorised")
+}
+
 /// Four images of one size as a 2×2 grid without padding.
 pub fn grid_2x2(images: &[RgbImage], prompt: &str) -> Result<RgbImage, LayoutError> {
     let (w, h) = images[0].dimensions();
@@ -228,6 +233,16 @@ pub fn lay_out(
     let groups = group(prompts, samples, wanted)?;
     let first = decode(groups[0].samples[0])?;
     let resolution = first.width();
+    // Each prompt's position within its T2I-CompBench category, in the file's order.
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let category_position: Vec<usize> = prompts
+        .iter()
+        .map(|q| {
+            let n = seen.entry(category_of(q)).or_default();
+            *n += 1;
+            *n - 1
+        })
+        .collect();
     let mut files = Vec::new();
     for g in &groups {
         let laid = |file: String, samples: &[&EvalSample]| LaidFile {
@@ -283,11 +298,8 @@ pub fn lay_out(
                     }
                     .into());
                 }
-                let category = g.prompt.tag.as_deref().unwrap_or("uncategorised");
-                let p = prompts[..g.index]
-                    .iter()
-                    .filter(|q| q.tag.as_deref().unwrap_or("uncategorised") == category)
-                    .count();
+                let category = category_of(g.prompt);
+                let p = category_position[g.index];
                 for s in &g.samples {
                     let n = wanted as usize * p + s.sample as usize;
                     let file = format!("{category}/samples/{text}_{n:06}.png");

@@ -6,7 +6,7 @@
 //! The generation settings behind a score come from the generating node's meta
 //! (`model.generate` records them).
 
-use datasets::table::{ShardOptions, ShardWriter, TableReader};
+use datasets::table::{ShardOptions, ShardWriter, TableReader, TableSummary};
 use pipeline::{
     Arity, ArtifactKind, ArtifactType, InputArtifact, InputSpec, Output, OutputDecl, Stage,
     StageContext, StageError,
@@ -181,7 +181,7 @@ pub fn prompt_set<'a>(families: impl IntoIterator<Item = &'a str>) -> String {
     f.join("+")
 }
 
-fn write_table<R: Row>(dir: &Path, rows: &[R]) -> Result<(), StageError> {
+fn write_table<R: Row>(dir: &Path, rows: &[R]) -> Result<TableSummary, StageError> {
     std::fs::create_dir_all(dir)?;
     let mut w = ShardWriter::new(
         dir,
@@ -189,8 +189,7 @@ fn write_table<R: Row>(dir: &Path, rows: &[R]) -> Result<(), StageError> {
         ShardOptions::default(),
     );
     w.write(&schemas::to_batch(rows)?)?;
-    w.finish()?;
-    Ok(())
+    Ok(w.finish()?)
 }
 
 /// Write a report's scores and verdicts (the verdicts' image bytes are dropped; their
@@ -211,7 +210,7 @@ pub fn write(
             v
         })
         .collect();
-    write_table(&out_dir.join(VERDICTS_DIR), &verdicts)
+    write_table(&out_dir.join(VERDICTS_DIR), &verdicts).map(drop)
 }
 
 /// Every row of a table.
@@ -274,13 +273,7 @@ impl Stage for Scores {
                 s
             }));
         }
-        let mut w = ShardWriter::new(
-            &ctx.out_dir,
-            Arc::new(EvalScore::SCHEMA.arrow_schema()),
-            ShardOptions::default(),
-        );
-        w.write(&schemas::to_batch(&rows)?)?;
-        let summary = w.finish()?;
+        let summary = write_table(&ctx.out_dir, &rows)?;
         ctx.log(format!(
             "{} scores from {} eval nodes",
             rows.len(),

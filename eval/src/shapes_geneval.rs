@@ -344,10 +344,7 @@ impl Stage for ShapesGenEval {
         let prompts = ctx.input("prompts")?.clone();
         let baseline = ctx.inputs("baseline").first().cloned();
         tokio::task::spawn_blocking(move || {
-            let mut prompt_rows = Vec::new();
-            for rows in TableReader::open(&prompts.dir)?.rows::<RlPrompt>()? {
-                prompt_rows.extend(rows?);
-            }
+            let prompt_rows: Vec<RlPrompt> = scores::read_all(&prompts.dir)?;
             let records = records(prompt_rows.clone()).map_err(StageError::from)?;
             let read = |dir: &std::path::Path| -> Result<Vec<EvalSample>, StageError> {
                 let mut rows = Vec::new();

@@ -304,14 +304,22 @@ pub fn trace(store: &Store, report: Digest, query: &TraceQuery) -> Result<String
     for table in sft_tables {
         let tm = store.manifest(&table).map_err(err)?;
         let rows: Vec<SftSample> = read_all(&store.object_dir(&table)).map_err(err)?;
-        let related: Vec<&SftSample> = rows
+        // Which prompts' words each sample holds, read once.
+        let holds: Vec<Vec<bool>> = rows
             .iter()
-            .filter(|r| {
+            .map(|r| {
                 let text = sample_text(r);
                 prompts
                     .iter()
-                    .any(|(_, w)| !w.is_empty() && holds_all(&text, w))
+                    .map(|(_, w)| !w.is_empty() && holds_all(&text, w))
+                    .collect()
             })
+            .collect();
+        let related: Vec<&SftSample> = rows
+            .iter()
+            .zip(&holds)
+            .filter(|(_, h)| h.contains(&true))
+            .map(|(r, _)| r)
             .collect();
         let _ = writeln!(
             out,
@@ -321,11 +329,8 @@ pub fn trace(store: &Store, report: Digest, query: &TraceQuery) -> Result<String
             made_by(&tm),
             prompts.len()
         );
-        for (p, w) in &prompts {
-            let n = rows
-                .iter()
-                .filter(|r| holds_all(&sample_text(r), w))
-                .count();
+        for (i, (p, w)) in prompts.iter().enumerate() {
+            let n = holds.iter().filter(|h| h[i]).count();
             let _ = writeln!(out, "        {n:>6} for “{p}” ({})", w.join(" "));
         }
         let rationale_table = upstream(store, table, |m| schema_is(m, "rationale")).map_err(err)?;

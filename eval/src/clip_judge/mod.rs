@@ -480,10 +480,7 @@ impl Stage for ClipJudge {
         let weights = ctx.resolve(&config.weights);
         tokio::task::spawn_blocking(move || {
             let clip = Clip::load(&weights, &Device::Cpu)?;
-            let mut prompt_rows = Vec::new();
-            for rows in TableReader::open(&prompts.dir)?.rows::<RlPrompt>()? {
-                prompt_rows.extend(rows?);
-            }
+            let prompt_rows: Vec<RlPrompt> = scores::read_all(&prompts.dir)?;
             let set = prompt_set(prompt_rows.iter().map(|p| p.family.as_str()));
             let mut judging = Judging::new(&clip, config.task, prompt_rows)?;
             let mut first: Option<EvalSample> = None;

@@ -2,9 +2,9 @@
 //! and optimiser state can be many gigabytes: no database holds them):
 //!
 //! ```text
-//! checkpoints/<run key>/step-<n>/   the newest complete checkpoint, at step n
-//! checkpoints/<run key>/work/       files a run keeps across restarts beside it
-//! checkpoints/<run key>/tmp-<n>/    a checkpoint being written
+//! checkpoints/<run key>/step-<n>    the newest complete checkpoint, at step n
+//! checkpoints/<run key>/work        files a run keeps across restarts beside it
+//! checkpoints/<run key>/tmp-<n>     a checkpoint being written
 //! ```
 //!
 //! A checkpoint is written into a `tmp-` folder and renamed into place, then the older

@@ -35,6 +35,21 @@
 pub mod conv;
 pub mod norm;
 
+/// The largest absolute difference of two tensors (the kernels' tests).
+#[cfg(test)]
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
 use super::checkpoint::SAFETENSORS_SINGLE;
 use crate::tokenizer::ImageTokenizer;
 use candle_core::{D, DType, Device, Module, Result, Tensor};

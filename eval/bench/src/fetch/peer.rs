@@ -5,8 +5,8 @@
 //! the same requests in flight as ours.
 
 use crate::images::Usage;
-use crate::images::peer::version;
-use anyhow::{Context, Result, bail};
+use crate::images::peer::{run_img2dataset, version};
+use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -98,19 +98,7 @@ pub fn run(
             in_flight.div_ceil(processes.max(1))
         ))
         .arg(format!("--number_sample_per_shard={per_shard}"));
-    let usage = Usage::of_child(|| {
-        let status = cmd.output().context("running img2dataset")?;
-        if !status.status.success() {
-            bail!(
-                "img2dataset failed: {}",
-                String::from_utf8_lossy(&status.stderr)
-                    .lines()
-                    .last()
-                    .unwrap_or_default()
-            );
-        }
-        Ok(())
-    })?;
+    let usage = run_img2dataset(&mut cmd)?;
     let mut run = PeerRun {
         usage,
         successes: 0,

@@ -30,6 +30,24 @@ pub fn version(python: &Path) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// Run the img2dataset command `cmd` to its end: the CPU it and its children used, or
+/// its last line of standard error when it fails.
+pub(crate) fn run_img2dataset(cmd: &mut Command) -> Result<Usage> {
+    Usage::of_child(|| {
+        let status = cmd.output().context("running img2dataset")?;
+        if !status.status.success() {
+            bail!(
+                "img2dataset failed: {}",
+                String::from_utf8_lossy(&status.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+            );
+        }
+        Ok(())
+    })
+}
+
 /// Run img2dataset over `files` into `out`.
 pub fn run(
     python: &Path,
@@ -69,19 +87,7 @@ pub fn run(
         .arg(format!("--encode_quality={quality}"))
         .arg(format!("--processes_count={processes}"))
         .arg(format!("--number_sample_per_shard={per_shard}"));
-    let usage = Usage::of_child(|| {
-        let status = cmd.output().context("running img2dataset")?;
-        if !status.status.success() {
-            bail!(
-                "img2dataset failed: {}",
-                String::from_utf8_lossy(&status.stderr)
-                    .lines()
-                    .last()
-                    .unwrap_or_default()
-            );
-        }
-        Ok(())
-    })?;
+    let usage = run_img2dataset(&mut cmd)?;
     let mut successes = 0;
     for entry in std::fs::read_dir(out)? {
         let path = entry?.path();

@@ -171,6 +171,7 @@ fn im2col_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::janus::vq16::max_abs_diff;
     use candle_nn::Conv2dConfig;
 
     /// Values in [−1, 1] that differ everywhere (no accidental symmetry).
@@ -178,19 +179,6 @@ mod tests {
         let n = shape.0 * shape.1 * shape.2 * shape.3;
         let v: Vec<f32> = (0..n).map(|i| (i as f32 * 0.7133 + seed).sin()).collect();
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
     }
 
     #[test]

@@ -98,20 +98,8 @@ pub fn group_norm_cpu(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::janus::vq16::max_abs_diff;
     use candle_core::Device;
-
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
 
     #[test]
     fn equals_candles_group_norm_and_silu() {

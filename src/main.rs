@@ -3,6 +3,7 @@
 
 mod convert;
 mod docs;
+mod exec;
 mod export;
 mod generate;
 mod inspect;
@@ -24,7 +25,8 @@ use std::process::ExitCode;
     about = "Chain-of-thought datasets for autoregressive text-to-image models, trained and evaluated as one reproducible DAG."
 )]
 struct Cli {
-    /// The artifact store (default: `.reasongen` in the current folder, or $REASONGEN_STORE).
+    /// The artifact store (default: `.reasongen` in the current folder, or $REASONGEN_STORE):
+    /// a folder, or `s3://bucket/prefix` (settings from the AWS_* variables).
     #[arg(
         long,
         global = true,
@@ -43,6 +45,9 @@ struct Cli {
 enum Command {
     /// Run a recipe: every stale node, skipping fresh ones.
     Run(run::RunArgs),
+    /// Run one node of a run from its description in the store (what `--executor
+    /// slurm` jobs run).
+    ExecNode(exec::ExecNodeArgs),
     /// Show which nodes of a recipe are fresh or stale, and why. Runs nothing.
     Plan(run::PlanArgs),
     /// Summarise a run (the latest by default): nodes, durations, cached or run, counters.
@@ -98,6 +103,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(&cli.store, cli.quiet, args),
+        Command::ExecNode(args) => exec::exec_node(&cli.store, cli.quiet, args),
         Command::Plan(args) => run::plan(&cli.store, args),
         Command::Status(args) => inspect::status(&cli.store, args),
         Command::Show(args) => inspect::show(&cli.store, args),

@@ -50,6 +50,8 @@ pub struct RunArgs {
     /// Fail at once instead of waiting when `gc` holds the store.
     #[arg(long)]
     no_wait: bool,
+    #[command(flatten)]
+    executor: crate::exec::ExecutorArgs,
 }
 
 #[derive(clap::Args)]
@@ -268,6 +270,9 @@ fn print_plan(plan: &[PlannedNode]) {
     );
 }
 
+/// Threads a run's remote jobs may hold at once unless `--jobs` says otherwise.
+const REMOTE_THREADS: u32 = 4096;
+
 pub fn run(store_dir: &Path, quiet: bool, args: RunArgs) -> Result<ExitCode> {
     let loaded = load(&args.recipe)?;
     if let Some(usd) = args.budget_usd
@@ -275,6 +280,7 @@ pub fn run(store_dir: &Path, quiet: bool, args: RunArgs) -> Result<ExitCode> {
     {
         anyhow::bail!("--budget-usd {usd}: give a positive amount of USD");
     }
+    args.executor.check(args.budget_usd)?;
     let store = Store::open(store_dir)?;
     let mode = if quiet {
         ConsoleMode::Quiet
@@ -311,8 +317,15 @@ pub fn run(store_dir: &Path, quiet: bool, args: RunArgs) -> Result<ExitCode> {
     }
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    // Under a batch system the cluster decides where jobs fit; `--jobs` still caps
+    // the threads the run's jobs hold at once.
+    let default_threads = if args.executor.is_local() {
+        cores
+    } else {
+        REMOTE_THREADS
+    };
     let capacity = Capacity {
-        threads: args.jobs.unwrap_or(cores).max(1),
+        threads: args.jobs.unwrap_or(default_threads).max(1),
         gpus: args.gpus,
         llm_slots: args.llm_slots,
     };
@@ -321,6 +334,10 @@ pub fn run(store_dir: &Path, quiet: bool, args: RunArgs) -> Result<ExitCode> {
         .enable_all()
         .build()?;
     let cancel = CancellationToken::new();
+    let runner = {
+        let _in_runtime = runtime.enter();
+        args.executor.runner(store_dir)?
+    };
     let summary = runtime.block_on(async {
         let c = cancel.clone();
         let console2 = console.clone();
@@ -334,7 +351,8 @@ pub fn run(store_dir: &Path, quiet: bool, args: RunArgs) -> Result<ExitCode> {
                 }
             }
         });
-        pipeline::executor::run(
+        pipeline::executor::run_with(
+            runner,
             graph.clone(),
             store.clone(),
             run_id,

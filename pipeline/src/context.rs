@@ -48,6 +48,9 @@ pub struct StageContext {
     pub seed: u64,
     /// Threads the node may use (granted by the executor).
     pub threads: usize,
+    /// GPU ordinals this node opens, its own while it runs (granted by the executor
+    /// out of `--gpus`, or by the batch system); empty when it holds none.
+    pub devices: Vec<u32>,
     pub progress: Progress,
     pub cancel: CancellationToken,
     /// The run's money cap (`reasongen run --budget-usd`), shared by every node that

@@ -43,6 +43,9 @@ pub enum Event {
         node: String,
         stage: String,
         run_key: Digest,
+        /// The GPU ordinals the node was given.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        devices: Vec<u32>,
     },
     NodeProgress {
         node: String,
@@ -157,11 +160,15 @@ impl EventSink {
     }
 
     pub fn emit(&self, event: Event) {
-        let line = serde_json::to_string(&EventRecord {
+        self.forward(EventRecord {
             ts_ms: now_ms(),
             event,
-        })
-        .expect("events serialise");
+        });
+    }
+
+    /// Write a record another process emitted (a remote node's), keeping its time.
+    pub fn forward(&self, record: EventRecord) {
+        let line = serde_json::to_string(&record).expect("events serialise");
         let line = self.redactor.redact(&line);
         let record: EventRecord = serde_json::from_str(&line).expect("redaction keeps JSON valid");
         if let Some(file) = &self.file {

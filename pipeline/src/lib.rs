@@ -1,6 +1,7 @@
 //! The reasongen engine: recipes, the typed DAG, the `Stage` trait and registry, the
 //! content-addressed artifact store, run keys and incremental runs, the item-level memo,
-//! the local executor, events and progress, and money caps shared by a run's nodes.
+//! the executors (the scheduler; nodes run in process or as Slurm jobs), events and
+//! progress, and money caps shared by a run's nodes.
 //!
 //! This crate knows nothing of images, tables or models: stages (in the crates above
 //! it) do the work; the engine decides what runs, gives each node its inputs and a

@@ -10,6 +10,10 @@
 //! was stored (power loss may drop the last few commits, never corrupt the file).
 //! Memory is SQLite's bounded page cache plus what the caller holds: proportional to
 //! what a run touches, not to the size of the memo.
+//!
+//! In an S3 store the database is the machine's cache of the records in the bucket:
+//! records are also appended to the namespace's segment log (`store::memo_log`), and a
+//! lookup that misses reloads segments other machines wrote.
 
 use crate::digest::Digest;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -27,11 +31,16 @@ const CACHE_KIB: i64 = 64 * 1024;
 const WAL_CHECKPOINT_PAGES: i64 = 16 * 1024;
 
 #[derive(Debug, thiserror::Error)]
-#[error("memo {path}: {source}")]
-pub struct MemoError {
-    path: PathBuf,
-    #[source]
-    source: rusqlite::Error,
+pub enum MemoError {
+    #[error("memo {path}: {source}")]
+    Db {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// Reading or writing the segment log of an S3 store.
+    #[error("memo log: {0}")]
+    Log(#[from] Box<crate::store::StoreError>),
 }
 
 /// The memo database of a store: one connection per process.
@@ -42,7 +51,7 @@ pub struct MemoDb {
 
 impl MemoDb {
     pub fn open(path: &Path) -> Result<MemoDb, MemoError> {
-        let err = |source| MemoError {
+        let err = |source| MemoError::Db {
             path: path.to_path_buf(),
             source,
         };
@@ -64,6 +73,11 @@ impl MemoDb {
                 value BLOB NOT NULL,
                 created_ms INTEGER NOT NULL,
                 PRIMARY KEY (ns, key)
+            ) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS memo_segments (
+                ns TEXT NOT NULL,
+                name TEXT NOT NULL,
+                PRIMARY KEY (ns, name)
             ) WITHOUT ROWID;",
         )
         .map_err(err)?;
@@ -74,7 +88,7 @@ impl MemoDb {
     }
 
     fn err(&self, source: rusqlite::Error) -> MemoError {
-        MemoError {
+        MemoError::Db {
             path: self.path.clone(),
             source,
         }
@@ -84,6 +98,45 @@ impl MemoDb {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         f(&conn).map_err(|e| self.err(e))
     }
+
+    /// Names of the segments of namespace `ns` already loaded (or written) here.
+    pub(crate) fn known_segments(
+        &self,
+        ns: &str,
+    ) -> Result<std::collections::HashSet<String>, MemoError> {
+        self.with(|c| {
+            c.prepare_cached("SELECT name FROM memo_segments WHERE ns = ?1")?
+                .query_map(params![ns], |r| r.get(0))?
+                .collect()
+        })
+    }
+
+    /// Load the records of segment `name` (keeping records already here) and remember
+    /// that it was loaded, in one transaction.
+    pub(crate) fn absorb_segment(
+        &self,
+        ns: &str,
+        name: &str,
+        records: &[(Digest, Vec<u8>)],
+    ) -> Result<(), MemoError> {
+        let now = now_ms();
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO memo (ns, key, value, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for (key, value) in records {
+                    stmt.execute(params![ns, &key.as_bytes()[..], value, now])?;
+                }
+            }
+            tx.execute(
+                "INSERT OR IGNORE INTO memo_segments (ns, name) VALUES (?1, ?2)",
+                params![ns, name],
+            )?;
+            tx.commit()
+        })
+    }
 }
 
 /// One namespace of the memo, with hit and miss counters.
@@ -92,6 +145,8 @@ pub struct Memo {
     db: Arc<MemoDb>,
     namespace: Arc<str>,
     stats: Arc<MemoStats>,
+    /// The namespace's segment log in an S3 store.
+    log: Option<Arc<crate::store::MemoLog>>,
 }
 
 /// Lookups and writes through one [`Memo`] handle (and its clones).
@@ -114,6 +169,19 @@ impl Memo {
             db,
             namespace: namespace.into(),
             stats: Arc::default(),
+            log: None,
+        }
+    }
+
+    /// A namespace of an S3 store's memo, whose records also go to `log`.
+    pub(crate) fn shared(
+        db: Arc<MemoDb>,
+        namespace: &str,
+        log: Arc<crate::store::MemoLog>,
+    ) -> Memo {
+        Memo {
+            log: Some(log),
+            ..Memo::new(db, namespace)
         }
     }
 
@@ -126,11 +194,20 @@ impl Memo {
     }
 
     pub fn get(&self, key: &Digest) -> Result<Option<Vec<u8>>, MemoError> {
-        let found = self.db.with(|c| {
-            c.prepare_cached("SELECT value FROM memo WHERE ns = ?1 AND key = ?2")?
-                .query_row(params![&*self.namespace, &key.as_bytes()[..]], |r| r.get(0))
-                .optional()
-        })?;
+        let lookup = || {
+            self.db.with(|c| {
+                c.prepare_cached("SELECT value FROM memo WHERE ns = ?1 AND key = ?2")?
+                    .query_row(params![&*self.namespace, &key.as_bytes()[..]], |r| r.get(0))
+                    .optional()
+            })
+        };
+        let mut found = lookup()?;
+        if found.is_none()
+            && let Some(log) = &self.log
+            && log.refresh()?
+        {
+            found = lookup()?;
+        }
         let counter = if found.is_some() {
             &self.stats.hits
         } else {
@@ -150,6 +227,7 @@ impl Memo {
         &self,
         records: impl IntoIterator<Item = (&'a Digest, &'a [u8])>,
     ) -> Result<(), MemoError> {
+        let records: Vec<(&Digest, &[u8])> = records.into_iter().collect();
         let now = now_ms();
         let n = self.db.with(|c| {
             let tx = c.unchecked_transaction()?;
@@ -158,7 +236,7 @@ impl Memo {
                 let mut stmt = tx.prepare_cached(
                     "INSERT OR REPLACE INTO memo (ns, key, value, created_ms) VALUES (?1, ?2, ?3, ?4)",
                 )?;
-                for (key, value) in records {
+                for (key, value) in &records {
                     stmt.execute(params![&*self.namespace, &key.as_bytes()[..], value, now])?;
                     n += 1;
                 }
@@ -167,6 +245,9 @@ impl Memo {
             Ok(n)
         })?;
         self.stats.puts.fetch_add(n, Ordering::Relaxed);
+        if let Some(log) = &self.log {
+            log.append(&records)?;
+        }
         Ok(())
     }
 

@@ -4,9 +4,11 @@
 use crate::digest::Digest;
 use crate::key::{ENGINE_KEY_VERSION, KeyInputs};
 use crate::recipe::Graph;
+use crate::registry::PreparedNode;
 use crate::stage::StageError;
 use crate::store::{FileHasher, Store};
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 /// A node's state before a run.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,8 +41,25 @@ pub fn key_inputs(
     files: &FileHasher,
 ) -> Result<KeyInputs, StageError> {
     let node = &graph.nodes[i];
-    let p = &node.prepared;
-    let externals = p.externals(files, &graph.recipe.dir)?;
+    key_of(
+        node.prepared.as_ref(),
+        node.seed,
+        &graph.recipe.dir,
+        input_digests,
+        files,
+    )
+}
+
+/// The key inputs of a prepared stage with `seed`, whose config paths resolve against
+/// `recipe_dir`, given the content digests of its inputs.
+pub fn key_of(
+    p: &dyn PreparedNode,
+    seed: u64,
+    recipe_dir: &Path,
+    input_digests: BTreeMap<String, Vec<Digest>>,
+    files: &FileHasher,
+) -> Result<KeyInputs, StageError> {
+    let externals = p.externals(files, recipe_dir)?;
     Ok(KeyInputs {
         engine: ENGINE_KEY_VERSION,
         stage: p.kind().to_string(),
@@ -48,7 +67,7 @@ pub fn key_inputs(
         config: p.canonical_config().clone(),
         inputs: input_digests,
         externals: externals.into_iter().collect(),
-        seed: p.uses_seed().then_some(node.seed),
+        seed: p.uses_seed().then_some(seed),
     })
 }
 

@@ -59,6 +59,7 @@ pub trait PreparedNode: Send + Sync {
     fn inputs(&self) -> &'static [InputSpec];
     fn output(&self) -> ArtifactType;
     fn resources(&self) -> Resources;
+    fn ranks(&self) -> u32;
     fn validate(&self, bindings: &Bindings) -> Result<(), String>;
     fn externals(
         &self,
@@ -98,6 +99,9 @@ impl<S: Stage> PreparedNode for Prepared<S> {
     }
     fn resources(&self) -> Resources {
         S::resources(&self.config)
+    }
+    fn ranks(&self) -> u32 {
+        S::ranks(&self.config).max(1)
     }
     fn validate(&self, bindings: &Bindings) -> Result<(), String> {
         S::validate(&self.config, bindings)

@@ -248,6 +248,13 @@ pub trait Stage: Send + Sync + 'static {
         Resources::default()
     }
 
+    /// Processes one run of the node is: its data-parallel ranks, each running the
+    /// stage with the resources above, rank 0 alone publishing. A batch executor
+    /// launches them (`srun`); in one process the stage sees a world of one.
+    fn ranks(_config: &Self::Config) -> u32 {
+        1
+    }
+
     /// Checks that need more than the config's types (e.g. that placeholders name bound
     /// inputs). Runs before anything runs.
     fn validate(_config: &Self::Config, _bindings: &Bindings) -> Result<(), String> {

@@ -57,7 +57,8 @@ impl Project {
     }
 }
 
-fn walk(dir: &Path, out: &mut Vec<(PathBuf, String)>) {
+/// Every file under `dir`, with its contents (lossy).
+pub fn walk(dir: &Path, out: &mut Vec<(PathBuf, String)>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };

@@ -184,6 +184,8 @@ fn the_winner_rises_and_the_others_fall() {
         beta2: 0.999,
         eps: 1e-8,
         weight_decay: 0.0,
+        moments: Default::default(),
+        seed: 0,
     };
     let copy = Params::from_tensors(
         &params.names,

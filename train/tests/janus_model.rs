@@ -119,7 +119,7 @@ fn padding_anywhere_changes_nothing_for_the_tokens() {
         ("scattered", &scattered),
     ] {
         let (ids, image, padding) = layout(&rows, width, place);
-        for ops in [Ops::Fused, Ops::Differentiable] {
+        for ops in [Ops::Fused, Ops::Composite, Ops::Kernels] {
             let embeds = model.embed_mixed(&ids, &image).unwrap();
             let hidden = model.forward(&embeds, &padding, None, ops).unwrap();
             let logits = heads(&model, &hidden);
@@ -455,10 +455,15 @@ fn training_mode_sends_a_gradient_to_every_parameter() {
     let count = varmap.all_vars().len();
     // 2 layers × 9 + embed, norm, lm_head + gen_embed + 2 × 2 aligner + 2 × 2 head.
     assert_eq!(count, 2 * 9 + 3 + 1 + 4 + 4);
-    let missing = without_gradient(&model, &varmap, Ops::Differentiable);
-    assert!(missing.is_empty(), "no gradient reaches {missing:?}");
-    // The check has teeth: candle's fused kernels record no gradient.
-    let cut = without_gradient(&model, &varmap, Ops::Fused);
+    for ops in [Ops::Fused, Ops::Composite] {
+        let missing = without_gradient(&model, &varmap, ops);
+        assert!(
+            missing.is_empty(),
+            "{ops:?}: no gradient reaches {missing:?}"
+        );
+    }
+    // The check has teeth: candle's kernels record no gradient.
+    let cut = without_gradient(&model, &varmap, Ops::Kernels);
     assert!(
         cut.contains(&"language_model.model.norm.weight".to_string()),
         "{cut:?}"

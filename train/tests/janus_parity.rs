@@ -4,7 +4,7 @@
 //! Logits (text and image, for a sequence mixing text and image codes, alone and in a
 //! left-padded batch) must be within 1e-4 (max abs error, F32 on the CPU) from every
 //! checkpoint form: DeepSeek's layout in safetensors, transformers' layout, a single
-//! `.bin` and sharded `.bin` files, with both the fused and the differentiable ops.
+//! `.bin` and sharded `.bin` files, with each kind of ops (ours fused, composite, candle's kernels).
 //! Greedy rationales and greedy CFG image tokens must be equal token for token.
 
 mod janus_support;
@@ -20,7 +20,7 @@ use train::janus::{JanusConfig, Ops};
 fn check_logits(dir: &str) {
     let model = model(&fixtures().join(dir));
     let golden = golden();
-    for ops in [Ops::Fused, Ops::Differentiable] {
+    for ops in [Ops::Fused, Ops::Composite, Ops::Kernels] {
         let (text, image) = logits(&model, &golden, "mixed", ops);
         let text_err = max_abs_diff(&text, &golden["mixed.text_logits"]);
         let image_err = max_abs_diff(&image, &golden["mixed.image_logits"]);

@@ -10,6 +10,7 @@ use schemas::sft_sample::SftSample;
 use std::path::{Path, PathBuf};
 use train::core::batch::{Batch, Kind, Weights};
 use train::core::harness::Trainer as _;
+use train::core::optim::{MomentFormat, OptimizerOptions};
 use train::core::params::Params;
 use train::janus::load::load;
 use train::janus::text::TextTokenizer;
@@ -310,11 +311,24 @@ fn a_resumed_run_gives_bitwise_the_same_losses() {
         .unwrap();
     // Checkpoints inside a length group (drawn again on restore) and at its end.
     for (length_group, at) in [(4, 3), (16, 3), (2, 4)] {
-        pool.install(|| resume_matches(length_group, at));
+        pool.install(|| resume_matches(length_group, at, MomentFormat::F32));
     }
 }
 
-fn resume_matches(length_group: usize, at: usize) {
+/// BF16 moments (stochastic rounding keyed by the step) and 8-bit ones through the
+/// checkpoint's formats, bitwise as well.
+#[test]
+fn a_resumed_run_with_narrow_moments_gives_bitwise_the_same_losses() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    for moments in [MomentFormat::Bf16, MomentFormat::Int8] {
+        pool.install(|| resume_matches(4, 3, moments));
+    }
+}
+
+fn resume_matches(length_group: usize, at: usize, moments: MomentFormat) {
     let dir = model_folder();
     let config = SftConfig {
         length_group,
@@ -324,6 +338,7 @@ fn resume_matches(length_group: usize, at: usize) {
         lr: 1e-3,
         warmup_ratio: 0.3,
         cfg_dropout: 0.3,
+        optimizer: OptimizerOptions { moments },
         ..SftConfig::default()
     };
     let mut straight = trainer(dir.path(), config.clone(), 5);
@@ -341,6 +356,19 @@ fn resume_matches(length_group: usize, at: usize) {
         .save_checkpoint(checkpoint.path(), &first.progress())
         .unwrap();
     drop(first);
+    if moments != MomentFormat::F32 {
+        let other = SftConfig {
+            optimizer: OptimizerOptions::default(),
+            ..config.clone()
+        };
+        let mut f32_run = trainer(dir.path(), other, 5);
+        let err = f32_run
+            .stepper_mut()
+            .restore::<serde_json::Value>(checkpoint.path())
+            .expect_err("other moments are refused")
+            .to_string();
+        assert!(err.contains("optimizer.moments"), "{err}");
+    }
     let mut resumed = trainer(dir.path(), config, 5);
     let progress = resumed.stepper_mut().restore(checkpoint.path()).unwrap();
     resumed.resume(progress).unwrap();
@@ -369,7 +397,7 @@ fn resume_matches(length_group: usize, at: usize) {
             .unwrap();
         assert_eq!(
             diff, 0.0,
-            "{name} (length group {length_group}, resumed at {at})"
+            "{name} (length group {length_group}, resumed at {at}, {moments:?} moments)"
         );
     }
 }
@@ -481,7 +509,7 @@ fn golden_logits(model: &train::janus::Janus) -> (Tensor, Tensor) {
     let t = ids.dim(1).unwrap();
     let embeds = model.embed_mixed(&ids, &image).unwrap();
     let h = model
-        .forward(&embeds, &Padding::none(1, t), None, Ops::Differentiable)
+        .forward(&embeds, &Padding::none(1, t), None, Ops::Composite)
         .unwrap()
         .squeeze(0)
         .unwrap();
@@ -580,4 +608,64 @@ fn max_abs_diff(x: &Tensor, y: &Tensor) -> f32 {
         .unwrap()
         .to_scalar::<f32>()
         .unwrap()
+}
+
+/// LoRA with activation checkpointing through the SFT trainer: only the adapters are
+/// parameters, the losses fall, a run resumed from its checkpoint gives bitwise the
+/// uninterrupted run's losses, and the written model folder loads (merged weights,
+/// original names) with the adapters beside it.
+#[test]
+fn a_lora_run_with_checkpointing_resumes_bitwise_and_writes_a_loadable_model() {
+    use train::janus::lora::{LoraConfig, MODULES};
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let dir = model_folder();
+        let config = SftConfig {
+            steps: 4,
+            batch_size: 2,
+            lr: 1e-2,
+            warmup_ratio: 0.0,
+            activation_checkpointing: true,
+            lora: Some(LoraConfig {
+                rank: 4,
+                alpha: 8.0,
+                target_modules: MODULES.iter().map(|m| m.to_string()).collect(),
+                seed: 3,
+            }),
+            ..SftConfig::default()
+        };
+        let mut straight = trainer(dir.path(), config.clone(), 4);
+        assert!(straight.params().names.iter().all(|n| n.contains(".lora_")));
+        let losses: Vec<f64> = (0..4)
+            .map(|_| straight.train_step().unwrap().loss)
+            .collect();
+        assert!(losses[3] < losses[0], "LoRA losses {losses:?}");
+
+        let mut first = trainer(dir.path(), config.clone(), 4);
+        for _ in 0..2 {
+            first.train_step().unwrap();
+        }
+        let checkpoint = tempfile::tempdir().unwrap();
+        first
+            .stepper()
+            .save_checkpoint(checkpoint.path(), &first.progress())
+            .unwrap();
+        drop(first);
+        let mut resumed = trainer(dir.path(), config, 4);
+        let progress = resumed.stepper_mut().restore(checkpoint.path()).unwrap();
+        resumed.resume(progress).unwrap();
+        let after: Vec<f64> = (2..4).map(|_| resumed.train_step().unwrap().loss).collect();
+        assert_eq!(after, losses[2..], "losses after resuming");
+
+        let out = tempfile::tempdir().unwrap();
+        resumed
+            .stepper()
+            .save_model(out.path(), &dir.path().join("tokenizer.json"), None)
+            .unwrap();
+        load(out.path(), &Device::Cpu).unwrap();
+        assert!(out.path().join("adapter/adapter_config.json").is_file());
+    });
 }

@@ -38,7 +38,7 @@ pub struct DagBenchArgs {
     dvc: Option<PathBuf>,
 }
 
-fn write_sources(dir: &Path, sources: usize, rows: usize) -> Result<()> {
+pub(crate) fn write_sources(dir: &Path, sources: usize, rows: usize) -> Result<()> {
     let per = rows / sources;
     for s in 0..sources {
         let ids: Vec<i64> = (0..per as i64).map(|i| i + (s * per) as i64).collect();
@@ -96,7 +96,7 @@ fn filters(nodes: usize, sources: usize) -> Vec<Filter> {
         .collect()
 }
 
-fn recipe(nodes: usize, sources: usize) -> String {
+pub(crate) fn recipe(nodes: usize, sources: usize) -> String {
     let mut r = String::from("[recipe]\nname = \"bench-dag\"\n\n");
     for s in 0..sources {
         writeln!(
@@ -119,7 +119,7 @@ fn recipe(nodes: usize, sources: usize) -> String {
 }
 
 /// Run `cmd`; return (wall seconds, stdout+stderr).
-fn timed(cmd: &mut Command) -> Result<(f64, String)> {
+pub(crate) fn timed(cmd: &mut Command) -> Result<(f64, String)> {
     let t = Instant::now();
     let out = cmd
         .output()

@@ -5,14 +5,17 @@
 //! start the executable they run in (`reasongen`).
 
 mod dag;
+mod dp;
 mod fetch;
 mod images;
 mod janus;
 mod janus_parity;
 mod llm;
 mod memo;
+mod optim;
 mod patch_vq;
 mod sft;
+mod slurm_dag;
 mod tables;
 mod vq16;
 
@@ -25,6 +28,12 @@ pub enum BenchCommand {
     Memo(memo::MemoBenchArgs),
     /// The engine: a recipe of N nodes over M rows; cold run, no-op re-run and plan.
     Dag(dag::DagBenchArgs),
+    /// Data-parallel SFT steps: world 1 against N thread ranks (with and without ZeRO-1)
+    /// and N processes under mpirun: step time, tokens/s, optimizer bytes per rank.
+    Dp(dp::DpBenchArgs),
+    /// The Slurm executor: the `dag` recipe's nodes as Slurm jobs; the controller's
+    /// wall per node beside Slurm's own submit-to-end latency, cold and no-op runs.
+    SlurmDag(slurm_dag::SlurmDagBenchArgs),
     /// Parquet tables: write and read N rows with images, beside pyarrow.
     Tables(tables::TablesBenchArgs),
     /// The patch VQ: PSNR and judge accuracy on reconstructions per patch/codebook size.
@@ -56,6 +65,8 @@ pub fn run(cmd: BenchCommand) -> Result<ExitCode> {
     match cmd {
         BenchCommand::Memo(a) => memo::run(a),
         BenchCommand::Dag(a) => dag::run(a),
+        BenchCommand::Dp(a) => dp::run(a),
+        BenchCommand::SlurmDag(a) => slurm_dag::run(a),
         BenchCommand::Tables(a) => tables::run(a),
         BenchCommand::PatchVq(a) => patch_vq::run(a),
         BenchCommand::Fetch(a) => fetch::run(a),

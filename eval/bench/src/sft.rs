@@ -8,18 +8,50 @@
 //! 6 × (decoder matmul parameters) per token + 12 × layers × width × sequence per
 //! token for attention, + 6 × the head used at each label (lm_head on text labels,
 //! gen_head on image labels) + 6 × gen_aligner per image input.
+//!
+//! `--ops composite` runs the model on candle's differentiable primitives instead of
+//! our fused ops; `--compare` runs both by turns and prints their ratio.
+//!
+//! `--checkpointing` and `--lora RANK` pick the memory options; the step then also
+//! prints the process's peak RSS (run one option per process) and the training
+//! state's bytes. The FLOPs stay full fine-tuning's count (LoRA computes no weight
+//! gradients of the base, so its TFLOP/s is overstated).
 
 use anyhow::{Result, bail};
 use std::process::ExitCode;
 use std::time::Instant;
 use train::core::batch::{Batch, Kind, Sequence, Weights};
+use train::core::lora::split;
 use train::core::optim::AdamWConfig;
 use train::core::params::Params;
 use train::core::stepper::Stepper;
+use train::janus::Ops;
 use train::janus::config::{JanusConfig, LlamaConfig};
 use train::janus::load::{DeviceChoice, dtype_for};
+use train::janus::lora::{LoraConfig, MODULES};
 use train::sft::data::draw;
-use train::sft::loss::loss as sft_loss;
+use train::sft::loss::loss_with as sft_loss;
+
+/// Runs of each ops with `--compare`.
+const COMPARE_ROUNDS: usize = 3;
+
+/// The model's ops (see [`Ops`]).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpsChoice {
+    /// Our fused ops with their backward (the CPU's training path).
+    Fused,
+    /// candle's differentiable primitives.
+    Composite,
+}
+
+impl OpsChoice {
+    fn ops(self) -> Ops {
+        match self {
+            OpsChoice::Fused => Ops::Fused,
+            OpsChoice::Composite => Ops::Composite,
+        }
+    }
+}
 
 #[derive(clap::Args)]
 pub struct SftBenchArgs {
@@ -43,9 +75,31 @@ pub struct SftBenchArgs {
     /// The accelerator's dense BF16 peak for MFU (H100/H200 SXM: 989).
     #[arg(long, default_value_t = 989.0)]
     peak_tflops: f64,
-    /// Print one JSON line of the figures instead of text.
+    /// Print one JSON line of the figures instead of text (one per ops with `--compare`).
     #[arg(long)]
     json: bool,
+    /// The model's ops.
+    #[arg(long, value_enum, default_value = "fused")]
+    ops: OpsChoice,
+    /// Run the composite ops and the fused ones by turns, three times each, and print
+    /// every run and the speed-up of the best ones.
+    #[arg(long)]
+    compare: bool,
+    /// Instead of the SFT step: AdamW alone, composite against fused (FP32, BF16 and
+    /// 8-bit moments), over the tiny and small presets' parameters and a flat segment of
+    /// `--optim-elements` standing in for 1B, on the CPU.
+    #[arg(long)]
+    optim_bench: bool,
+    /// Checkpoint every decoder layer (activations recomputed in the backward).
+    #[arg(long)]
+    checkpointing: bool,
+    /// Train LoRA adapters of this rank (alpha = 2 × rank, all seven projections)
+    /// instead of every weight.
+    #[arg(long)]
+    lora: Option<usize>,
+    /// The flat segment's length for `--optim-bench`.
+    #[arg(long, default_value_t = 1 << 26)]
+    optim_elements: usize,
 }
 
 /// Janus-Pro-1B's generation path (janus_candle.md A1).
@@ -104,6 +158,35 @@ fn flops(c: &JanusConfig, rows: usize, text: usize, image: usize) -> f64 {
 }
 
 pub fn run(args: SftBenchArgs) -> Result<ExitCode> {
+    if args.optim_bench {
+        let (tiny, small) = (preset("tiny")?.0, preset("small")?.0);
+        crate::optim::run(&tiny, &small, args.optim_elements, args.steps, args.json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.compare {
+        measure(&args, args.ops)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    // The two alternate, and the best run of each counts: other work on the machine
+    // comes and goes between runs.
+    let (mut composite, mut fused) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..COMPARE_ROUNDS {
+        composite = composite.min(measure(&args, OpsChoice::Composite)?);
+        fused = fused.min(measure(&args, OpsChoice::Fused)?);
+    }
+    if !args.json {
+        println!(
+            "fused / composite, best of {COMPARE_ROUNDS} runs each: {:.2}× tokens/s ({:.3} → {:.3} s/step)",
+            composite / fused,
+            composite,
+            fused
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Time the step with `ops` and print its figures; the seconds per step.
+fn measure(args: &SftBenchArgs, ops: OpsChoice) -> Result<f64> {
     let (config, image_tokens, default_seq) = preset(&args.preset)?;
     let seq = args.seq.unwrap_or(default_seq);
     let image = image_tokens.min(seq / 2);
@@ -120,8 +203,19 @@ pub fn run(args: SftBenchArgs) -> Result<ExitCode> {
         beta2: 0.95,
         eps: 1e-8,
         weight_decay: 0.01,
+        moments: Default::default(),
+        seed: 0,
     };
-    let mut stepper = Stepper::new(config.clone(), params, adamw, dtype)?;
+    let lora = args.lora.map(|rank| LoraConfig {
+        rank,
+        alpha: 2.0 * rank as f64,
+        target_modules: MODULES.iter().map(|m| m.to_string()).collect(),
+        seed: 0,
+    });
+    let (params, frozen) = split(&config, params, lora, dtype)?;
+    let mut stepper = Stepper::new(config.clone(), params, adamw, dtype)?
+        .with_checkpointing(args.checkpointing)
+        .with_frozen(frozen);
     let vocab = config.language.vocab_size as u64;
     let rows: Vec<Sequence> = (0..args.batch)
         .map(|r| {
@@ -151,7 +245,7 @@ pub fn run(args: SftBenchArgs) -> Result<ExitCode> {
     let mut loss = 0.0;
     let mut step = |stepper: &mut Stepper| {
         stepper.update(std::slice::from_ref(&batch), 1e-5, 1.0, |model, batch| {
-            let l = sft_loss(model, batch, 1.0)?;
+            let l = sft_loss(model, batch, 1.0, ops.ops())?;
             loss = l.loss.to_scalar::<f32>()? as f64;
             Ok(l.loss)
         })
@@ -161,29 +255,37 @@ pub fn run(args: SftBenchArgs) -> Result<ExitCode> {
     }
     device.synchronize()?;
     let start = Instant::now();
+    let mut optimizer_s = 0.0;
     for _ in 0..args.steps {
         step(&mut stepper)?;
+        optimizer_s += stepper.optimizer_seconds();
     }
     device.synchronize()?;
     let step_s = start.elapsed().as_secs_f64() / args.steps.max(1) as f64;
+    let optimizer_share = optimizer_s / (step_s * args.steps.max(1) as f64);
     let tokens_per_s = (args.batch * seq) as f64 / step_s;
     let tflops = flops(&config, args.batch, text, image) / step_s / 1e12;
     let mfu = (!device.is_cpu()).then(|| tflops / args.peak_tflops);
+    // The process's peak: run each memory option in a process of its own.
+    let memory = stepper.memory();
     if args.json {
         println!(
             "{}",
             serde_json::json!({
-                "impl": "reasongen (candle)", "preset": args.preset, "device": format!("{device:?}"),
+                "impl": "reasongen (candle)", "ops": format!("{ops:?}").to_lowercase(), "preset": args.preset, "device": format!("{device:?}"),
                 "dtype": format!("{dtype:?}"), "parameters": count, "batch": args.batch, "seq": seq,
                 "text_tokens": text, "image_tokens": image, "step_s": step_s,
                 "tokens_per_s": tokens_per_s, "tflops": tflops, "mfu": mfu, "loss": loss,
+                "optimizer_share": optimizer_share, "checkpointing": args.checkpointing,
+                "lora_rank": args.lora, "memory": memory,
             })
         );
     } else {
         println!(
-            "SFT step, preset {} ({:.1} M parameters, FP32 masters, {dtype:?} compute) on {device:?}",
+            "SFT step, preset {} ({:.1} M parameters, FP32 masters, {dtype:?} compute, {} ops) on {device:?}",
             args.preset,
-            count as f64 / 1e6
+            count as f64 / 1e6,
+            format!("{ops:?}").to_lowercase()
         );
         println!(
             "  batch {} × {seq} tokens ({text} text + {image} image): {:.3} s/step, {:.0} tokens/s, {:.2} TFLOP/s{}",
@@ -193,6 +295,27 @@ pub fn run(args: SftBenchArgs) -> Result<ExitCode> {
             tflops,
             mfu.map_or(String::new(), |m| format!(", MFU {:.1}%", 100.0 * m))
         );
+        println!(
+            "  norm and AdamW: {:.1}% of the step",
+            100.0 * optimizer_share
+        );
+        let mib = |b: usize| b as f64 / (1 << 20) as f64;
+        println!(
+            "  checkpointing {}, LoRA {}: peak RSS {}, {} trainable parameters; parameters {:.1} MiB, gradients {:.1} MiB, optimiser {:.1} MiB, frozen {:.1} MiB",
+            if args.checkpointing { "on" } else { "off" },
+            args.lora.map_or("off".to_string(), |r| format!("rank {r}")),
+            memory
+                .peak_rss_bytes
+                .map_or("unknown".to_string(), |b| format!(
+                    "{:.0} MiB",
+                    mib(b as usize)
+                )),
+            memory.trainable_parameters,
+            mib(memory.parameter_bytes),
+            mib(memory.gradient_bytes),
+            mib(memory.optimizer_state_bytes),
+            mib(memory.frozen_bytes),
+        );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(step_s)
 }

@@ -1,8 +1,12 @@
 //! `reasongen gc`: remove what no ref or key reaches. Dry run unless asked to delete.
+//! On S3 it works on the bucket, sparing objects younger than the grace period (there
+//! is no store-wide lock to keep runs out; see the store's module doc); the local
+//! cache's leftovers and checkpoints are collected as on a local store.
 
+use super::lease::expired_leases;
 use super::lock::abandoned_tmp;
 use super::objects::remove_tree;
-use super::{IoContext, Result, Store, disk_usage, read_dir_sorted};
+use super::{IoContext, Result, Store, disk_usage, remote_key, remote_manifest, remote_objects};
 use crate::digest::Digest;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -53,16 +57,38 @@ impl Store {
                 roots.insert(rec.digest);
             }
         }
-        for digest in self.objects()? {
-            if roots.contains(&digest) {
-                report.kept_objects += 1;
-            } else {
-                report
-                    .objects
-                    .push((digest, disk_usage(&self.object_dir(&digest))));
+        // Unfinished uploads in the bucket: (digest, its files).
+        let mut partial: Vec<(Digest, Vec<String>)> = Vec::new();
+        let mut tmp_age = Duration::ZERO;
+        if let Some(remote) = self.remote() {
+            tmp_age = self.options().grace;
+            for o in remote_objects(remote)? {
+                let size = o.files.iter().map(|(_, m)| m.size).sum();
+                match &o.manifest {
+                    None if o.files.iter().all(|(_, m)| self.past_grace(m)) => {
+                        let at = format!("{}/objects/{}/", remote.url(), o.digest.to_hex());
+                        report.tmp.push((PathBuf::from(at), size));
+                        partial.push((o.digest, o.files.into_iter().map(|(f, _)| f).collect()));
+                    }
+                    Some(m) if !roots.contains(&o.digest) && self.past_grace(m) => {
+                        report.objects.push((o.digest, size));
+                    }
+                    Some(_) => report.kept_objects += 1,
+                    None => {}
+                }
+            }
+        } else {
+            for digest in self.objects()? {
+                if roots.contains(&digest) {
+                    report.kept_objects += 1;
+                } else {
+                    report
+                        .objects
+                        .push((digest, disk_usage(&self.object_dir(&digest))));
+                }
             }
         }
-        for p in abandoned_tmp(self, Duration::ZERO)? {
+        for p in abandoned_tmp(self, tmp_age)? {
             let size = disk_usage(&p);
             report.tmp.push((p, size));
         }
@@ -74,10 +100,13 @@ impl Store {
                 report.tmp.push((p, size));
             }
         }
-        let lock_files = read_dir_sorted(&self.path("locks"))?;
+        let lock_files = expired_leases(self)?;
         report.lock_files = lock_files.len();
 
         if options.delete {
+            self.delete_remote(&report, &partial, &lock_files)?;
+        }
+        if options.delete && self.remote().is_none() {
             for run_key in &report.keys {
                 let hex = run_key.to_hex();
                 let p = self
@@ -89,18 +118,59 @@ impl Store {
             for (digest, _) in &report.objects {
                 remove_tree(&self.object_dir(digest));
             }
+            for p in &lock_files {
+                let p = std::path::Path::new(p);
+                let _ = std::fs::remove_file(p);
+                // The run key's folder, once its last generation file is gone.
+                if let Some(dir) = p.parent().filter(|d| *d != self.path("locks")) {
+                    let _ = std::fs::remove_dir(dir);
+                }
+            }
+        }
+        if options.delete {
+            // The local folder's leftovers (on S3, the cache's).
             for (p, _) in &report.tmp {
                 if p.is_dir() {
                     remove_tree(p);
-                } else {
+                } else if p.is_file() {
                     let _ = std::fs::remove_file(p);
                 }
             }
-            // No run holds a node lock while gc holds the store: the files are free.
-            for p in lock_files {
-                let _ = std::fs::remove_file(p);
-            }
         }
         Ok(report)
+    }
+
+    /// The bucket's part of a gc that deletes: keys, objects (manifest first, so an
+    /// object is never half there and still published), unfinished uploads and the
+    /// files of expired leases.
+    fn delete_remote(
+        &self,
+        report: &GcReport,
+        partial: &[(Digest, Vec<String>)],
+        lock_files: &[String],
+    ) -> Result<()> {
+        let Some(remote) = self.remote() else {
+            return Ok(());
+        };
+        for run_key in &report.keys {
+            remote.delete(&remote_key(run_key))?;
+        }
+        for (digest, _) in &report.objects {
+            let hex = digest.to_hex();
+            remote.delete(&remote_manifest(digest))?;
+            for (rel, _) in remote.list(&format!("objects/{hex}"))? {
+                remote.delete(&rel)?;
+            }
+            remove_tree(&self.object_dir(digest));
+        }
+        for (digest, files) in partial {
+            for f in files {
+                remote.delete(&format!("objects/{}/{f}", digest.to_hex()))?;
+            }
+        }
+        for rel in lock_files {
+            remote.delete(rel)?;
+        }
+        Ok(())
     }
 }

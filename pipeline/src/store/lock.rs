@@ -2,16 +2,16 @@
 //!
 //! - [`StoreLock`]: runs hold `LOCK` shared; `gc` and `verify --fix` hold it exclusive,
 //!   so nothing is collected while a run may still publish it.
-//! - [`NodeLock`]: held while one run computes a run key, so a second run that needs
-//!   the same node waits for it and then finds it cached instead of computing it twice.
 //! - [`TmpLease`]: a run's folder under `tmp/`, with a lock that dies with the process,
 //!   so leftovers of a killed run are recognised and removed by the next one.
 //!
-//! All are `flock`-style locks: the kernel releases them when the process dies, even by
-//! `kill -9`, so a crash never leaves the store locked.
+//! Both are `flock`-style locks: the kernel releases them when the process dies, even by
+//! `kill -9`, so a crash never leaves the store locked. Both guard the local folder
+//! only (on S3, its cache): the lock between machines is the node lease
+//! ([`super::lease`]). On S3, [`StoreLock`] is no lock at all: `gc` there spares what
+//! is younger than the store's grace period instead (see the store's module doc).
 
 use super::{IoContext, Result, Store, read_dir_sorted};
-use crate::digest::Digest;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -28,7 +28,7 @@ fn open_lock_file(path: &Path) -> Result<File> {
 
 /// The store-wide lock.
 pub struct StoreLock {
-    _file: File,
+    _file: Option<File>,
 }
 
 impl StoreLock {
@@ -46,6 +46,9 @@ impl StoreLock {
         on_wait: impl FnOnce(&str),
     ) -> Result<StoreLock> {
         let lock = Self::acquire(store, true, wait, on_wait)?;
+        if store.remote().is_some() {
+            return Ok(lock);
+        }
         let info = store.path("LOCK.holder");
         std::fs::write(&info, format!("{holder} (pid {})", std::process::id())).at(&info)?;
         Ok(lock)
@@ -57,6 +60,9 @@ impl StoreLock {
         wait: bool,
         on_wait: impl FnOnce(&str),
     ) -> Result<StoreLock> {
+        if store.remote().is_some() {
+            return Ok(StoreLock { _file: None });
+        }
         let path = store.path("LOCK");
         let file = open_lock_file(&path)?;
         let attempt = if exclusive {
@@ -65,7 +71,7 @@ impl StoreLock {
             file.try_lock_shared()
         };
         match attempt {
-            Ok(()) => return Ok(StoreLock { _file: file }),
+            Ok(()) => return Ok(StoreLock { _file: Some(file) }),
             Err(TryLockError::Error(e)) => return Err(e).at(&path),
             Err(TryLockError::WouldBlock) => {}
         }
@@ -88,39 +94,7 @@ impl StoreLock {
         } else {
             file.lock_shared().at(&path)?;
         }
-        Ok(StoreLock { _file: file })
-    }
-}
-
-/// Held while a run key is being computed.
-pub struct NodeLock {
-    _file: File,
-}
-
-impl NodeLock {
-    fn path(store: &Store, run_key: &Digest) -> PathBuf {
-        store
-            .path("locks")
-            .join(format!("{}.lock", run_key.to_hex()))
-    }
-
-    /// Take the lock without waiting; `None` if another process is computing the key.
-    pub fn try_acquire(store: &Store, run_key: &Digest) -> Result<Option<NodeLock>> {
-        let path = Self::path(store, run_key);
-        let file = open_lock_file(&path)?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(NodeLock { _file: file })),
-            Err(TryLockError::WouldBlock) => Ok(None),
-            Err(TryLockError::Error(e)) => Err(e).at(&path),
-        }
-    }
-
-    /// Take the lock, waiting as long as needed (call from a blocking thread).
-    pub fn acquire(store: &Store, run_key: &Digest) -> Result<NodeLock> {
-        let path = Self::path(store, run_key);
-        let file = open_lock_file(&path)?;
-        file.lock().at(&path)?;
-        Ok(NodeLock { _file: file })
+        Ok(StoreLock { _file: Some(file) })
     }
 }
 

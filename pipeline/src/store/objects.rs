@@ -1,8 +1,17 @@
 //! Publishing artifacts: hash the files a stage wrote, write the manifest, and rename
 //! the folder into `objects/` in one step. Held files ([`super::held`]) are checked and
 //! take the digest they were held with, and are neither re-hashed nor made read-only.
+//!
+//! On S3 the artifact is published into the local cache first, then uploaded file by
+//! file, each re-hashed against the manifest just before it goes, and its manifest
+//! last: an upload killed at any point leaves no manifest, so nothing half-published
+//! is ever read. Reading an artifact that is not in the cache downloads it the same
+//! way round (files into a private folder, renamed into the cache when complete).
 
-use super::{HeldFile, IoContext, Result, Store, StoreError, files_under, sync_dir};
+use super::{
+    HeldFile, IoContext, Result, Store, StoreError, files_under, json_bytes, remote_manifest,
+    sync_dir,
+};
 use crate::artifact::{Content, FileEntry, Lineage, Manifest};
 use crate::digest::Digest;
 use crate::faults::fault_point_for;
@@ -74,8 +83,18 @@ impl Store {
         sync_dir(dir);
         fault_point_for("publish.before_rename", &manifest.lineage.node);
 
+        let published = self.publish_local(dir, manifest)?;
+        if self.remote().is_some() {
+            self.upload_object(&published)?;
+        }
+        Ok(published)
+    }
+
+    /// Rename the sealed folder `dir` into the local `objects/`.
+    fn publish_local(&self, dir: &Path, manifest: Manifest) -> Result<Manifest> {
+        let digest = manifest.digest;
         let target = self.object_dir(&digest);
-        if self.has_object(&digest) {
+        if self.cached(&digest) {
             if self.held_intact(&digest)? {
                 remove_tree(dir);
                 return self.manifest(&digest);
@@ -93,11 +112,114 @@ impl Store {
                 Ok(manifest)
             }
             // Another run published the same content first.
-            Err(_) if self.has_object(&digest) => {
+            Err(_) if self.cached(&digest) => {
                 remove_tree(dir);
                 self.manifest(&digest)
             }
             Err(e) => Err(e).at(&target),
+        }
+    }
+}
+
+impl Store {
+    /// Upload the cached artifact of `manifest` to the bucket, manifest last. Nothing
+    /// is sent if the bucket has it already.
+    fn upload_object(&self, manifest: &Manifest) -> Result<()> {
+        let remote = self.remote().expect("called for S3 stores");
+        let digest = manifest.digest;
+        if remote.head(&remote_manifest(&digest))?.is_some() {
+            return Ok(());
+        }
+        let dir = self.object_dir(&digest);
+        let hex = digest.to_hex();
+        for (i, entry) in manifest.content.files.iter().enumerate() {
+            let path = dir.join(&entry.path);
+            let (sha256, size) = Digest::of_file(&path).at(&path)?;
+            if (sha256, size) != (entry.sha256, entry.size) {
+                return Err(StoreError::Corrupt {
+                    path,
+                    message: format!(
+                        "changed since it was published (sha256 {sha256}, {size} bytes; the manifest says {}, {} bytes); not uploaded",
+                        entry.sha256, entry.size
+                    ),
+                });
+            }
+            remote.upload(&path, &format!("objects/{hex}/{}", entry.path))?;
+            if i == 0 {
+                fault_point_for("publish.upload", &manifest.lineage.node);
+            }
+        }
+        // The commit point. A manifest there already is the same artifact's.
+        remote.put(
+            &remote_manifest(&digest),
+            json_bytes(manifest).into(),
+            object_store::PutMode::Create,
+        )?;
+        Ok(())
+    }
+
+    /// Bring the artifact `digest` from the bucket into the local cache.
+    pub(crate) fn fetch_object(&self, digest: &Digest) -> Result<()> {
+        let remote = self.remote().expect("called for S3 stores");
+        let hex = digest.to_hex();
+        let Some((bytes, _)) = remote.get(&remote_manifest(digest))? else {
+            return Err(StoreError::NotFound(hex));
+        };
+        let manifest: Manifest =
+            super::parse_json(&remote.url(), &remote_manifest(digest), &bytes)?;
+        let staging = self
+            .path("tmp")
+            .join(format!("fetch-{hex}-{}", super::memo_log::unique_id()));
+        let fetched = (|| {
+            for entry in &manifest.content.files {
+                let to = staging.join(&entry.path);
+                remote.download(&format!("objects/{hex}/{}", entry.path), &to)?;
+                let (sha256, size) = Digest::of_file(&to).at(&to)?;
+                if (sha256, size) != (entry.sha256, entry.size) {
+                    return Err(StoreError::Corrupt {
+                        path: PathBuf::from(format!(
+                            "{}/objects/{hex}/{}",
+                            remote.url(),
+                            entry.path
+                        )),
+                        message: format!(
+                            "sha256 {sha256}, {size} bytes; the manifest says {}, {} bytes",
+                            entry.sha256, entry.size
+                        ),
+                    });
+                }
+                // A held file keeps the mtime it was held with, for its quick check.
+                if let Some(h) = manifest.held.iter().find(|h| h.path == entry.path) {
+                    let when = std::time::UNIX_EPOCH
+                        + std::time::Duration::from_nanos(h.mtime_ns.max(0) as u64);
+                    let f = std::fs::File::options().write(true).open(&to).at(&to)?;
+                    f.set_modified(when).at(&to)?;
+                } else {
+                    seal(&to)?;
+                }
+            }
+            let m = staging.join("manifest.json");
+            std::fs::write(&m, &bytes).at(&m)?;
+            seal(&m)
+        })();
+        if let Err(e) = fetched {
+            remove_tree(&staging);
+            return Err(e);
+        }
+        let target = self.object_dir(digest);
+        let parent = target.parent().expect("object dirs have parents");
+        std::fs::create_dir_all(parent).at(parent)?;
+        match std::fs::rename(&staging, &target) {
+            Ok(()) => Ok(()),
+            // Fetched by another process meanwhile.
+            Err(_) if self.cached(digest) => {
+                remove_tree(&staging);
+                Ok(())
+            }
+            Err(e) => {
+                remove_tree(&staging);
+                Err(e).at(&target)
+            }
         }
     }
 }
@@ -137,7 +259,7 @@ fn hash_files(dir: &Path, paths: &[std::path::PathBuf]) -> Result<Vec<FileEntry>
 }
 
 /// The path of `path` in the artifact folder `dir`, with forward slashes.
-fn relative(dir: &Path, path: &Path) -> String {
+pub(super) fn relative(dir: &Path, path: &Path) -> String {
     path.strip_prefix(dir)
         .expect("under dir")
         .to_string_lossy()

@@ -1,10 +1,15 @@
 //! `reasongen verify`: re-hash every artifact and check every key and ref. Held files
 //! (hard links and references to files outside the store) are re-hashed through the
 //! link or reference, so a change made to them outside the store is found and named.
+//! On S3 the objects in the bucket are checked (read, not the cache), and unfinished
+//! uploads older than the grace period are reported as stale.
 
 use super::held::REMEDY;
+use super::lock::abandoned_tmp;
+use super::objects::relative;
 use super::objects::remove_tree;
-use super::{IoContext, Result, Store, files_under};
+use super::{IoContext, Result, Store, files_under, remote_key, remote_objects};
+use crate::artifact::Manifest;
 use crate::digest::Digest;
 use std::collections::BTreeSet;
 use std::fmt;
@@ -27,6 +32,9 @@ pub enum Problem {
         node: String,
         digest: Digest,
     },
+    /// Unfinished work older than the grace period: a killed run's folder under `tmp/`,
+    /// or on S3 an artifact's files uploaded without their manifest.
+    StaleTmp { at: String },
 }
 
 impl fmt::Display for Problem {
@@ -50,6 +58,7 @@ impl fmt::Display for Problem {
                 node,
                 digest,
             } => write!(f, "ref {recipe}/{node} points to missing object {digest}"),
+            Problem::StaleTmp { at } => write!(f, "stale unfinished work: {at}"),
         }
     }
 }
@@ -65,34 +74,67 @@ pub struct VerifyReport {
 impl Store {
     /// Re-hash every artifact file and check every key and ref, on all cores.
     pub fn verify(&self) -> Result<VerifyReport> {
-        let objects = self.objects()?;
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let chunk = objects.len().div_ceil(threads).max(1);
-        let parts: Vec<Result<VerifyReport>> = std::thread::scope(|s| {
-            let handles: Vec<_> = objects
-                .chunks(chunk)
-                .map(|part| {
-                    s.spawn(move || {
-                        let mut report = VerifyReport::default();
-                        for d in part {
-                            self.verify_object(d, &mut report)?;
+        let mut report = match self.remote() {
+            None => {
+                let objects = self.objects()?;
+                in_parallel(&objects, |d, report| {
+                    let dir = self.object_dir(d);
+                    let present = files_under(&dir, false)?
+                        .iter()
+                        .map(|p| relative(&dir, p))
+                        .collect();
+                    verify_object(d, self.manifest(d), present, report, |rel| {
+                        Digest::of_file(&dir.join(rel)).map_err(|e| e.to_string())
+                    });
+                    Ok(())
+                })?
+            }
+            Some(remote) => {
+                let objects = remote_objects(remote)?;
+                let (complete, partial): (Vec<_>, Vec<_>) =
+                    objects.into_iter().partition(|o| o.manifest.is_some());
+                let mut report = in_parallel(&complete, |o, report| {
+                    let hex = o.digest.to_hex();
+                    let bytes = |rel: &str| -> std::result::Result<bytes::Bytes, String> {
+                        match remote.get(&format!("objects/{hex}/{rel}")) {
+                            Ok(Some((b, _))) => Ok(b),
+                            Ok(None) => Err("missing".into()),
+                            Err(e) => Err(e.to_string()),
                         }
-                        Ok(report)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("verify threads do not panic"))
-                .collect()
-        });
-        let mut report = VerifyReport::default();
-        for part in parts {
-            let part = part?;
-            report.objects += part.objects;
-            report.files += part.files;
-            report.bytes += part.bytes;
-            report.problems.extend(part.problems);
+                    };
+                    let manifest = bytes("manifest.json")
+                        .map_err(|message| super::StoreError::Corrupt {
+                            path: "manifest.json".into(),
+                            message,
+                        })
+                        .and_then(|b| {
+                            super::parse_json::<Manifest>(&remote.url(), "manifest.json", &b)
+                        });
+                    let present = o.files.iter().map(|(f, _)| f.clone()).collect();
+                    verify_object(&o.digest, manifest, present, report, |rel| {
+                        bytes(rel).map(|b| (Digest::of_bytes(&b), b.len() as u64))
+                    });
+                    Ok(())
+                })?;
+                for o in partial {
+                    if o.files.iter().all(|(_, m)| self.past_grace(m)) {
+                        report.problems.push(Problem::StaleTmp {
+                            at: format!(
+                                "{}/objects/{}/ ({} files, no manifest)",
+                                remote.url(),
+                                o.digest.to_hex(),
+                                o.files.len()
+                            ),
+                        });
+                    }
+                }
+                report
+            }
+        };
+        for p in abandoned_tmp(self, self.options().grace)? {
+            report.problems.push(Problem::StaleTmp {
+                at: p.display().to_string(),
+            });
         }
         for (run_key, rec) in self.keys()? {
             if !self.has_object(&rec.digest) {
@@ -114,75 +156,6 @@ impl Store {
         Ok(report)
     }
 
-    fn verify_object(&self, digest: &Digest, report: &mut VerifyReport) -> Result<()> {
-        report.objects += 1;
-        let dir = self.object_dir(digest);
-        let corrupt = |file: Option<&str>, message: String| Problem::CorruptObject {
-            digest: *digest,
-            file: file.map(str::to_string),
-            message,
-        };
-        let manifest = match self.manifest(digest) {
-            Ok(m) => m,
-            Err(e) => {
-                report
-                    .problems
-                    .push(corrupt(Some("manifest.json"), e.to_string()));
-                return Ok(());
-            }
-        };
-        let recomputed = manifest.content.digest();
-        if recomputed != *digest || manifest.digest != *digest {
-            report.problems.push(corrupt(
-                Some("manifest.json"),
-                format!("manifest content hashes to {recomputed}, not to its name"),
-            ));
-        }
-        let mut listed = BTreeSet::new();
-        for entry in &manifest.content.files {
-            listed.insert(entry.path.clone());
-            let path = dir.join(&entry.path);
-            report.files += 1;
-            let problem = match Digest::of_file(&path) {
-                Ok((sha, size)) => {
-                    report.bytes += size;
-                    if size != entry.size {
-                        Some(format!("size {size}, manifest says {}", entry.size))
-                    } else if sha != entry.sha256 {
-                        Some(format!("sha256 {sha}, manifest says {}", entry.sha256))
-                    } else {
-                        None
-                    }
-                }
-                Err(e) => Some(format!("unreadable: {e}")),
-            };
-            if let Some(mut message) = problem {
-                // A held file changes outside the store: say where, and what to do.
-                if let Some(h) = manifest.held.iter().find(|h| h.path == entry.path) {
-                    message = format!(
-                        "{message}; it is {}, changed outside the store: {REMEDY}",
-                        h.describe()
-                    );
-                }
-                report.problems.push(corrupt(Some(&entry.path), message));
-            }
-        }
-        for path in files_under(&dir, false)? {
-            let rel = path
-                .strip_prefix(&dir)
-                .expect("under dir")
-                .to_string_lossy()
-                .replace('\\', "/");
-            if rel != "manifest.json" && !listed.contains(&rel) {
-                report.problems.push(corrupt(
-                    Some(&rel),
-                    "file not listed in the manifest".into(),
-                ));
-            }
-        }
-        Ok(())
-    }
-
     /// Move corrupt artifacts to `quarantine/` and drop the keys and refs that point to
     /// missing or quarantined artifacts, so the next run rebuilds them. Needs the store
     /// lock held exclusively. Returns the quarantined folders.
@@ -195,8 +168,22 @@ impl Store {
                 _ => None,
             })
             .collect();
+        if let Some(remote) = self.remote() {
+            for digest in &corrupt {
+                let hex = digest.to_hex();
+                let files = remote.list(&format!("objects/{hex}"))?;
+                // Unpublish first: without its manifest nobody reads the rest.
+                remote.delete(&super::remote_manifest(digest))?;
+                for (rel, _) in files {
+                    let to = rel.replacen("objects/", "quarantine/", 1);
+                    remote.copy(&rel, &to)?;
+                    remote.delete(&rel)?;
+                }
+                moved.push(PathBuf::from(format!("{}/quarantine/{hex}", remote.url())));
+            }
+        }
         let quarantine = self.path("quarantine");
-        for digest in &corrupt {
+        for digest in corrupt.iter().filter(|_| self.remote().is_none()) {
             std::fs::create_dir_all(&quarantine).at(&quarantine)?;
             let to = quarantine.join(digest.to_hex());
             remove_tree(&to);
@@ -206,6 +193,10 @@ impl Store {
         }
         for (run_key, rec) in self.keys()? {
             if !self.has_object(&rec.digest) {
+                if let Some(remote) = self.remote() {
+                    remote.delete(&remote_key(&run_key))?;
+                    continue;
+                }
                 let hex = run_key.to_hex();
                 let p = self
                     .path("keys")
@@ -221,4 +212,110 @@ impl Store {
         }
         Ok(moved)
     }
+}
+
+/// Check one artifact: its manifest (as read), the files `present` in its folder, and
+/// each listed file's hash and size through `hash`.
+fn verify_object(
+    digest: &Digest,
+    manifest: Result<Manifest>,
+    present: Vec<String>,
+    report: &mut VerifyReport,
+    hash: impl Fn(&str) -> std::result::Result<(Digest, u64), String>,
+) {
+    report.objects += 1;
+    let corrupt = |file: Option<&str>, message: String| Problem::CorruptObject {
+        digest: *digest,
+        file: file.map(str::to_string),
+        message,
+    };
+    let manifest = match manifest {
+        Ok(m) => m,
+        Err(e) => {
+            report
+                .problems
+                .push(corrupt(Some("manifest.json"), e.to_string()));
+            return;
+        }
+    };
+    let recomputed = manifest.content.digest();
+    if recomputed != *digest || manifest.digest != *digest {
+        report.problems.push(corrupt(
+            Some("manifest.json"),
+            format!("manifest content hashes to {recomputed}, not to its name"),
+        ));
+    }
+    let mut listed = BTreeSet::new();
+    for entry in &manifest.content.files {
+        listed.insert(entry.path.clone());
+        report.files += 1;
+        let problem = match hash(&entry.path) {
+            Ok((sha, size)) => {
+                report.bytes += size;
+                if size != entry.size {
+                    Some(format!("size {size}, manifest says {}", entry.size))
+                } else if sha != entry.sha256 {
+                    Some(format!("sha256 {sha}, manifest says {}", entry.sha256))
+                } else {
+                    None
+                }
+            }
+            Err(e) => Some(format!("unreadable: {e}")),
+        };
+        if let Some(mut message) = problem {
+            // A held file changes outside the store: say where, and what to do.
+            if let Some(h) = manifest.held.iter().find(|h| h.path == entry.path) {
+                message = format!(
+                    "{message}; it is {}, changed outside the store: {REMEDY}",
+                    h.describe()
+                );
+            }
+            report.problems.push(corrupt(Some(&entry.path), message));
+        }
+    }
+    for rel in present {
+        if rel != "manifest.json" && !listed.contains(&rel) {
+            report.problems.push(corrupt(
+                Some(&rel),
+                "file not listed in the manifest".into(),
+            ));
+        }
+    }
+}
+
+/// Run `check` on every item, on all cores, and add up the reports.
+fn in_parallel<T: Sync>(
+    items: &[T],
+    check: impl Fn(&T, &mut VerifyReport) -> Result<()> + Sync,
+) -> Result<VerifyReport> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = items.len().div_ceil(threads).max(1);
+    let check = &check;
+    let parts: Vec<Result<VerifyReport>> = std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    let mut report = VerifyReport::default();
+                    for item in part {
+                        check(item, &mut report)?;
+                    }
+                    Ok(report)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("verify threads do not panic"))
+            .collect()
+    });
+    let mut report = VerifyReport::default();
+    for part in parts {
+        let part = part?;
+        report.objects += part.objects;
+        report.files += part.files;
+        report.bytes += part.bytes;
+        report.problems.extend(part.problems);
+    }
+    Ok(report)
 }

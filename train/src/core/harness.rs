@@ -89,9 +89,15 @@ pub fn fit<T: Trainer>(
                 trainer: trainer.progress(),
                 evals: evals.clone(),
             };
-            checkpoints.save(step as u64, |dir| {
-                trainer.stepper().save_checkpoint(dir, &saved).map_err(err)
-            })?;
+            // Data-parallel: only the root writes; the others take part in gathering
+            // a sharded optimiser.
+            if trainer.stepper().is_root() {
+                checkpoints.save(step as u64, |dir| {
+                    trainer.stepper().save_checkpoint(dir, &saved).map_err(err)
+                })?;
+            } else {
+                trainer.stepper().whole_optimizer().map_err(err)?;
+            }
         }
     }
     let result = evaluate(trainer)?;

@@ -7,9 +7,12 @@
 //! ReasonGen-R1's actor does; the clamp also zeroes the gradient beyond it). The
 //! entropy of a label's distribution is over its head's vocabulary (the image head's
 //! is the codebook), `−Σ p·log p` from the same clamped log-softmax, differentiable.
+//! With [`Ops::Fused`] (the default) on the CPU, both come from one fused op
+//! ([`crate::janus::fused::log_probs`]); the composite log-softmax is its oracle.
 
 use super::batch::{Batch, Targets};
 use crate::janus::error::Result;
+use crate::janus::fused::log_probs::label_log_probs;
 use crate::janus::llama::Ops;
 use crate::janus::model::Janus;
 use candle_core::{D, DType, Tensor};
@@ -21,6 +24,8 @@ pub struct Options {
     pub clamp: Option<f64>,
     /// Also each label's entropy.
     pub entropy: bool,
+    /// The model's ops (and the log-softmax's: fused or composite).
+    pub ops: Ops,
 }
 
 /// One head's labels: the log-probability of each target, and its entropy if asked
@@ -54,12 +59,24 @@ fn head(
 
 /// The log-probability of each label under its row of `logits` ([n, vocab]), and the
 /// row's entropy if asked.
-fn label_values(logits: &Tensor, labels: &[u32], options: Options) -> Result<HeadLogProbs> {
-    let labels = Tensor::from_slice(labels, (labels.len(), 1), logits.device())?;
+pub(crate) fn label_values(
+    logits: &Tensor,
+    labels: &[u32],
+    options: Options,
+) -> Result<HeadLogProbs> {
     let mut logits = logits.to_dtype(DType::F32)?;
     if let Some(c) = options.clamp {
         logits = logits.clamp(-c, c)?;
     }
+    if options.ops.on(logits.device(), DType::F32) == Ops::Fused {
+        let both = label_log_probs(&logits, labels)?;
+        let column = |i: usize| both.narrow(1, i, 1)?.squeeze(1);
+        return Ok(HeadLogProbs {
+            log_probs: column(0)?,
+            entropy: options.entropy.then(|| column(1)).transpose()?,
+        });
+    }
+    let labels = Tensor::from_slice(labels, (labels.len(), 1), logits.device())?;
     let all = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
     let log_probs = all.gather(&labels, 1)?.squeeze(1)?;
     let entropy = if options.entropy {
@@ -73,7 +90,7 @@ fn label_values(logits: &Tensor, labels: &[u32], options: Options) -> Result<Hea
 /// One forward of `model` over `batch` (differentiable), and its labels' values.
 pub fn log_probs(model: &Janus, batch: &Batch, options: Options) -> Result<LogProbs> {
     let embeds = model.embed_mixed(&batch.ids, &batch.is_image)?;
-    let hidden = model.forward(&embeds, &batch.padding, None, Ops::Differentiable)?;
+    let hidden = model.forward(&embeds, &batch.padding, None, options.ops)?;
     let (b, t, h) = hidden.dims3()?;
     let flat = hidden.reshape((b * t, h))?;
     Ok(LogProbs {
@@ -87,11 +104,12 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
-    fn values(logits: [f32; 4], label: u32, clamp: Option<f64>) -> (Vec<f32>, Vec<f32>) {
+    fn values(logits: [f32; 4], label: u32, clamp: Option<f64>, ops: Ops) -> (Vec<f32>, Vec<f32>) {
         let t = Tensor::new(&[logits], &Device::Cpu).unwrap();
         let options = Options {
             clamp,
             entropy: true,
+            ops,
         };
         let h = label_values(&t, &[label], options).unwrap();
         (
@@ -102,19 +120,25 @@ mod tests {
 
     #[test]
     fn log_probs_and_entropies_by_hand() {
+        for ops in [Ops::Fused, Ops::Composite] {
+            by_hand(ops);
+        }
+    }
+
+    fn by_hand(ops: Ops) {
         // Uniform logits: log p = −ln 4 and H = ln 4.
-        let (lp, h) = values([0.0; 4], 2, None);
+        let (lp, h) = values([0.0; 4], 2, None, ops);
         assert!((lp[0] + 4f32.ln()).abs() < 1e-6 && (h[0] - 4f32.ln()).abs() < 1e-6);
         // p ∝ (e², 1, 1, 1): direct −Σ p ln p.
         let e2 = 2f32.exp();
         let z = e2 + 3.0;
         let p = [e2 / z, 1.0 / z, 1.0 / z, 1.0 / z];
         let direct: f32 = -p.iter().map(|p| p * p.ln()).sum::<f32>();
-        let (lp, h) = values([2.0, 0.0, 0.0, 0.0], 0, None);
+        let (lp, h) = values([2.0, 0.0, 0.0, 0.0], 0, None, ops);
         assert!((lp[0] - p[0].ln()).abs() < 1e-6, "{lp:?}");
         assert!((h[0] - direct).abs() < 1e-6, "{h:?} vs {direct}");
         // Clamped at ±30, as the GRPO actor: a logit of 100 counts as 30.
-        let (lp, _) = values([100.0, 0.0, 0.0, 0.0], 1, Some(30.0));
+        let (lp, _) = values([100.0, 0.0, 0.0, 0.0], 1, Some(30.0), ops);
         let want = -(30f32.exp() + 3.0).ln();
         assert!((lp[0] - want).abs() < 1e-4, "{lp:?} vs {want}");
     }

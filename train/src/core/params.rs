@@ -9,8 +9,11 @@
 //! copies); in FP32 it sees the updates in place.
 //!
 //! The first build records the parameters: from a checkpoint (any layout
-//! [`Checkpoint`] reads) or freshly initialised (benchmarks).
+//! [`Checkpoint`] reads) or freshly initialised (benchmarks). With LoRA
+//! ([`crate::core::lora`]) the parameters are the adapters only, initialised from a
+//! seed, and the model takes its other weights from the frozen base.
 
+use super::lora::Frozen;
 use crate::janus::checkpoint::Checkpoint;
 use crate::janus::config::JanusConfig;
 use crate::janus::error::{JanusError, Result};
@@ -19,6 +22,7 @@ use crate::janus::vq16::{CHECKPOINT_PREFIX, Vq16};
 use candle_core::{DType, Device, Shape, Tensor, Var};
 use candle_nn::VarBuilder;
 use candle_nn::var_builder::SimpleBackend;
+use pipeline::Digest;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -34,6 +38,8 @@ pub struct Params {
 enum Source {
     Checkpoint(VarBuilder<'static>),
     Init,
+    /// Constants and uniform draws from this seed (hashed with each name).
+    Seeded(u64),
     /// Every parameter is recorded already.
     Recorded,
 }
@@ -41,6 +47,37 @@ enum Source {
 struct Backend {
     params: Arc<Mutex<Params>>,
     source: Source,
+    /// Weights that are not parameters (a LoRA base), in the compute dtype.
+    frozen: Option<Arc<HashMap<String, Tensor>>>,
+}
+
+/// `init` of `shape`, its random draws from `seed` and `name`.
+fn seeded(
+    seed: u64,
+    name: &str,
+    shape: Shape,
+    init: candle_nn::Init,
+    dev: &Device,
+) -> candle_core::Result<Tensor> {
+    match init {
+        candle_nn::Init::Const(v) => Tensor::full(v as f32, shape, dev),
+        candle_nn::Init::Uniform { lo, up } => {
+            let mut state = Digest::of_json(&(seed, name)).seed();
+            let values: Vec<f32> = (0..shape.elem_count())
+                .map(|_| {
+                    // splitmix64, the top 24 bits as a fraction of 1.
+                    state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                    let mut z = state;
+                    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                    let u = ((z ^ (z >> 31)) >> 40) as f64 / (1u64 << 24) as f64;
+                    (lo + (up - lo) * u) as f32
+                })
+                .collect();
+            Tensor::from_vec(values, shape, dev)
+        }
+        other => candle_core::bail!("no seeded initialiser for `{name}` ({other:?})"),
+    }
 }
 
 impl SimpleBackend for Backend {
@@ -64,11 +101,22 @@ impl SimpleBackend for Backend {
             }
             return var.as_tensor().to_dtype(dtype);
         }
+        if let Some(t) = self.frozen.as_ref().and_then(|f| f.get(name)) {
+            if t.shape() != &shape {
+                candle_core::bail!(
+                    "frozen weight `{name}` is {:?}, the model asks for {:?}",
+                    t.dims(),
+                    shape.dims()
+                )
+            }
+            return t.to_dtype(dtype);
+        }
         let var = match &self.source {
             Source::Checkpoint(vb) => {
                 Var::from_tensor(&vb.get_with_hints_dtype(shape, name, init, DType::F32)?)?
             }
             Source::Init => init.var(shape, DType::F32, dev)?,
+            Source::Seeded(seed) => Var::from_tensor(&seeded(*seed, name, shape, init, dev)?)?,
             Source::Recorded => candle_core::bail!("no parameter `{name}`"),
         };
         let tensor = var.as_tensor().to_dtype(dtype)?;
@@ -83,7 +131,10 @@ impl SimpleBackend for Backend {
         let params = self.params.lock().unwrap_or_else(|p| p.into_inner());
         match params.index.get(name) {
             Some(&i) => params.vars[i].as_tensor().to_dtype(dtype),
-            None => candle_core::bail!("no parameter `{name}`"),
+            None => match self.frozen.as_ref().and_then(|f| f.get(name)) {
+                Some(t) => t.to_dtype(dtype),
+                None => candle_core::bail!("no parameter `{name}`"),
+            },
         }
     }
 
@@ -95,9 +146,10 @@ impl SimpleBackend for Backend {
             .index
             .contains_key(name);
         recorded
+            || self.frozen.as_ref().is_some_and(|f| f.contains_key(name))
             || match &self.source {
                 Source::Checkpoint(vb) => vb.contains_tensor(name),
-                Source::Init | Source::Recorded => false,
+                Source::Init | Source::Seeded(_) | Source::Recorded => false,
             }
     }
 }
@@ -126,6 +178,7 @@ impl Params {
             let backend = Backend {
                 params: shared.clone(),
                 source: Source::Checkpoint(vb),
+                frozen: None,
             };
             let builder = VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone());
             Janus::new(config, builder).map(drop)
@@ -151,6 +204,7 @@ impl Params {
             let backend = Backend {
                 params: shared.clone(),
                 source: Source::Checkpoint(vb),
+                frozen: None,
             };
             let builder = VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone());
             Vq16::new(config.vq.clone(), builder.pp(CHECKPOINT_PREFIX)).map(drop)
@@ -165,6 +219,7 @@ impl Params {
             let backend = Backend {
                 params: shared.clone(),
                 source: Source::Init,
+                frozen: None,
             };
             let builder = VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone());
             Janus::new(config, builder)?;
@@ -193,8 +248,33 @@ impl Params {
         Ok(params)
     }
 
+    /// The LoRA adapters of `frozen`'s targets, A drawn from its seed and B zero.
+    pub fn adapters(config: &JanusConfig, frozen: &Frozen, device: &Device) -> Result<Params> {
+        let shared = empty();
+        {
+            let backend = Backend {
+                params: shared.clone(),
+                source: Source::Seeded(frozen.lora.seed),
+                frozen: Some(frozen.tensors.clone()),
+            };
+            let builder = VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone());
+            Janus::with_lora(config, builder, Some(&frozen.lora))?;
+        }
+        Ok(take(shared))
+    }
+
     /// The model over these parameters, computing in `dtype`.
     pub fn model(&self, config: &JanusConfig, dtype: DType) -> Result<Janus> {
+        self.model_with(config, dtype, None)
+    }
+
+    /// [`Params::model`], these parameters being the adapters of `frozen` when given.
+    pub fn model_with(
+        &self,
+        config: &JanusConfig,
+        dtype: DType,
+        frozen: Option<&Frozen>,
+    ) -> Result<Janus> {
         let shared = Arc::new(Mutex::new(Params {
             names: self.names.clone(),
             vars: self.vars.clone(),
@@ -207,9 +287,10 @@ impl Params {
         let backend = Backend {
             params: shared,
             source: Source::Recorded,
+            frozen: frozen.map(|f| f.tensors.clone()),
         };
         let builder = VarBuilder::from_backend(Box::new(backend), dtype, device);
-        Ok(Janus::new(config, builder)?)
+        Ok(Janus::with_lora(config, builder, frozen.map(|f| &f.lora))?)
     }
 
     /// Whether weight decay applies: matrices and embeddings, not norms or biases.

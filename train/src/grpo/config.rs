@@ -6,9 +6,12 @@
 //! batches, the RL template, 448 rationale tokens, no guidance in rollouts.
 
 use super::reward::RewardConfig;
+use crate::core::optim::OptimizerOptions;
+use crate::dist::DataParallel;
 use crate::held_out::EvalOptions;
 use crate::janus::generate::Unconditional;
 use crate::janus::load::DeviceChoice;
+use crate::janus::lora::LoraConfig;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -85,6 +88,22 @@ pub struct GrpoConfig {
     pub beta2: f64,
     #[serde(default = "default_eps")]
     pub eps: f64,
+    /// AdamW's moment storage (`{ moments = "f32" | "bf16" | "int8" }`); left out of
+    /// the canonical config at its default, so run keys stay as they were.
+    #[serde(default, skip_serializing_if = "OptimizerOptions::is_default")]
+    pub optimizer: OptimizerOptions,
+    /// Recompute each decoder layer's activations in the backward instead of keeping
+    /// them (less memory, one more forward per step).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub activation_checkpointing: bool,
+    /// Train LoRA adapters on the decoder's projections, every other weight frozen;
+    /// the model written has them merged in (and apart, under `adapter/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraConfig>,
+    /// Data-parallel ranks (`{ ranks = 2, zero = 1 }`); left out of the canonical
+    /// config at one rank, so run keys stay as they were.
+    #[serde(default, skip_serializing_if = "DataParallel::is_single")]
+    pub data_parallel: DataParallel,
     #[serde(default = "default_weight_decay")]
     pub weight_decay: f64,
     /// Global gradient-norm clip (0: none).
@@ -229,6 +248,9 @@ impl GrpoConfig {
     }
 
     pub fn check(&self) -> Result<(), String> {
+        if let Some(lora) = &self.lora {
+            lora.check()?;
+        }
         for (key, v) in [
             ("steps", self.steps),
             ("prompts_per_step", self.prompts_per_step),
@@ -257,6 +279,7 @@ impl GrpoConfig {
         if self.rationale && self.max_rationale_tokens == 0 {
             return Err("max_rationale_tokens must be at least 1".into());
         }
+        self.data_parallel.check()?;
         self.reward.check()
     }
 }

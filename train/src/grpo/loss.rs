@@ -69,6 +69,7 @@ pub fn label_log_probs(model: &Janus, batch: &Batch) -> Result<LabelValues> {
         Options {
             clamp: Some(LOGIT_CLAMP),
             entropy: false,
+            ..Options::default()
         },
     )?;
     let values = |h: Option<HeadLogProbs>| -> Result<Vec<f32>> {
@@ -168,6 +169,7 @@ pub fn loss(
         Options {
             clamp: Some(LOGIT_CLAMP),
             entropy: true,
+            ..Options::default()
         },
     )?;
     let width = mb.batch.width;

@@ -10,6 +10,7 @@ pub mod advantage;
 pub mod config;
 pub mod entropy;
 pub mod loss;
+pub mod ranks;
 pub mod reward;
 pub mod rollout;
 pub mod trainer;

@@ -12,8 +12,16 @@
 //! 3. **Updates**: the kept groups in `ppo_mini_batches` mini-batches, one optimiser
 //!    step each through the training core ([`crate::core::stepper`]) over micro-batches
 //!    of similar lengths, each micro-batch's loss ([`super::loss`]) divided by their
-//!    count; the adaptive entropy coefficients ([`super::entropy`]) move once per
-//!    micro-batch.
+//!    count; the adaptive entropy coefficients ([`super::entropy`]) are read once per
+//!    mini-batch and move after its update, once per micro-batch in order.
+//!
+//! Data-parallel, every rank draws the same rollouts (their randomness is keyed per
+//! prompt and sample) and builds the same mini- and micro-batches; the root alone
+//! scores them and shares the rewards ([`super::ranks`]), so every rank keeps the same
+//! groups. Rank r trains micro-batches r, r + N, … of each mini-batch, each scaled by
+//! 1 / all its micro-batches, and the gradients are summed over the ranks: the update
+//! is the one-rank update. The entropy readings, the log-probabilities and the
+//! metrics are summed over the ranks too; only the root writes the rollout tables.
 //!
 //! Each step's rollout rows are written as a table of their own under the run's work
 //! folder (`step-000012/`), which survives restarts beside the checkpoints; a run that
@@ -23,14 +31,18 @@ use super::advantage::{advantages, informative};
 use super::config::GrpoConfig;
 use super::entropy::AdaptiveEntropy;
 use super::loss::{LabelValues, MicroBatch, Settings, label_log_probs, loss};
+use super::ranks::{merge, share_outcomes};
 use super::reward::{Item, Outcome, Pending, Rewarder};
 use super::rollout::{RolloutOptions, Trajectory, sample, seed};
 use crate::core::batch::{Batch, Sequence, Weights};
 use crate::core::harness;
+use crate::core::lora::split;
 use crate::core::optim::AdamWConfig;
 use crate::core::params::Params;
 use crate::core::report::Plot;
 use crate::core::stepper::Stepper;
+use crate::dist::collective::Collective;
+use crate::dist::{Replica, share};
 use crate::janus::config::JanusConfig;
 use crate::janus::draw::png;
 use crate::janus::error::{JanusError, Result};
@@ -184,7 +196,10 @@ pub struct Trainer {
     images: Arc<dyn ImageTokenizer>,
     prompts: Vec<Prompt>,
     order: Order,
-    rewarder: Rewarder,
+    /// `None` on a rank other than the root of a replica.
+    rewarder: Option<Rewarder>,
+    /// The replica's collective (`None`: alone).
+    comm: Option<Arc<dyn Collective>>,
     entropy: (AdaptiveEntropy, AdaptiveEntropy),
     /// The frozen starting model, when the KL term is on.
     reference: Option<Janus>,
@@ -204,12 +219,16 @@ pub struct Setup {
     pub images: Arc<dyn ImageTokenizer>,
     pub params: Params,
     pub prompts: Vec<Prompt>,
-    pub rewarder: Rewarder,
+    /// The reward: the root's (`None` on the other ranks of a replica, which take the
+    /// root's rewards).
+    pub rewarder: Option<Rewarder>,
     pub dtype: DType,
     /// The input model's digest.
     pub model_id: String,
     /// Where each step's rollout table goes (a folder that survives restarts).
     pub rollouts: PathBuf,
+    /// This process's rank of a data-parallel run (`None`: alone).
+    pub replica: Option<Replica>,
 }
 
 impl Trainer {
@@ -225,8 +244,15 @@ impl Trainer {
             dtype,
             model_id,
             rollouts,
+            replica,
         } = setup;
         config.check().map_err(JanusError::Invalid)?;
+        let comm = replica.as_ref().map(|r| r.comm.clone());
+        if rewarder.is_none() && comm.as_ref().is_none_or(|c| c.rank() == 0) {
+            return Err(JanusError::Invalid(
+                "the root rank has no reward to score with".into(),
+            ));
+        }
         if prompts.is_empty() {
             return Err(JanusError::Invalid("no prompts to train on".into()));
         }
@@ -246,6 +272,8 @@ impl Trainer {
             beta2: config.beta2,
             eps: config.eps,
             weight_decay: config.weight_decay,
+            moments: config.optimizer.moments,
+            seed: config.seed,
         };
         let e = config.entropy;
         let order = Order::new(
@@ -256,8 +284,12 @@ impl Trainer {
                 cursor: 0,
             },
         );
+        let (params, frozen) = split(&model_config, params, config.lora.clone(), dtype)?;
+        let stepper = Stepper::replicated(model_config, params, adamw, dtype, replica)?
+            .with_checkpointing(config.activation_checkpointing)
+            .with_frozen(frozen);
         Ok(Trainer {
-            stepper: Stepper::new(model_config, params, adamw, dtype)?,
+            stepper,
             entropy: (
                 AdaptiveEntropy::new(e.text.target, e.alpha_max, e.lr),
                 AdaptiveEntropy::new(e.image.target, e.alpha_max, e.lr),
@@ -268,6 +300,7 @@ impl Trainer {
             prompts,
             order,
             rewarder,
+            comm,
             reference,
             model_id,
             step: 0,
@@ -338,6 +371,7 @@ impl Trainer {
             prompts: all,
             rewarder,
             config,
+            comm,
             ..
         } = self;
         let model = stepper.model()?;
@@ -355,6 +389,16 @@ impl Trainer {
                 })
                 .collect();
             let trajectories = sample(model, text, &requests, &options)?;
+            let Some(rewarder) = rewarder else {
+                // Another rank scores them, and writes the rows with their images.
+                drawn.extend(
+                    chunk
+                        .iter()
+                        .zip(trajectories)
+                        .map(|(&(p, s), t)| (p, s, t, vec![])),
+                );
+                continue;
+            };
             let mut items = Vec::with_capacity(chunk.len());
             for (&(p, s), t) in chunk.iter().zip(trajectories) {
                 let codes: Vec<u16> = t.codes.iter().map(|&c| c as u16).collect();
@@ -379,6 +423,8 @@ impl Trainer {
         for p in pending {
             outcomes.extend(wait(p)?);
         }
+        let scored = rewarder.is_some().then_some(outcomes);
+        let outcomes = share_outcomes(comm.as_deref(), scored, drawn.len())?;
         let waiting = start.elapsed().as_secs_f64();
         let sampled = drawn
             .into_iter()
@@ -452,9 +498,18 @@ impl Trainer {
         let mini_batches = self.mini_batches(&sampled, &kept, &advantage)?;
         let mut log_prob = vec![None; sampled.len()];
         let mut prepared = Vec::with_capacity(mini_batches.len());
+        let (rank, world) = self.stepper.rank_and_world();
         for mini in mini_batches {
-            let mut micro = Vec::with_capacity(mini.len());
-            for (batch, rows, advantages) in mini {
+            // This rank's micro-batches, by their place in the mini-batch.
+            let places: Vec<usize> = (0..mini.len()).collect();
+            let mine: Vec<usize> = share(&places, rank, world).copied().collect();
+            let count = mini.len();
+            let mut micro = Vec::with_capacity(mine.len());
+            for (place, (batch, rows, advantages)) in mini
+                .into_iter()
+                .enumerate()
+                .filter(|(j, _)| mine.contains(j))
+            {
                 let old = label_log_probs(self.stepper.model()?, &batch)?;
                 for (r, sum) in row_sums(&batch, &old).into_iter().enumerate() {
                     log_prob[rows[r]] = Some(sum);
@@ -463,15 +518,19 @@ impl Trainer {
                     Some(model) => Some(label_log_probs(model, &batch)?),
                     None => None,
                 };
-                micro.push(MicroBatch {
-                    batch,
-                    advantages,
-                    old,
-                    reference,
-                });
+                micro.push((
+                    place,
+                    MicroBatch {
+                        batch,
+                        advantages,
+                        old,
+                        reference,
+                    },
+                ));
             }
-            prepared.push(micro);
+            prepared.push((count, micro));
         }
+        merge(self.comm.as_deref(), &mut log_prob)?;
         // 3. One optimiser step per mini-batch.
         let settings = Settings {
             clip: c.clip_ratio,
@@ -481,46 +540,60 @@ impl Trainer {
         let (mut h_text, mut h_image) = ((0.0, 0usize), (0.0, 0usize));
         let (mut norms, mut updates) = (0.0, 0usize);
         let Trainer {
-            stepper, entropy, ..
+            stepper,
+            entropy,
+            comm,
+            ..
         } = self;
-        for micro in &prepared {
-            let scale = 1.0 / micro.len() as f64;
-            let norm = stepper.update(micro, c.lr, c.clip_norm, |model, mb| {
-                let alphas = if c.entropy.enabled {
-                    (entropy.0.alpha(), entropy.1.alpha())
-                } else {
-                    (0.0, 0.0)
-                };
+        for (count, micro) in &prepared {
+            let scale = 1.0 / *count as f64;
+            let alphas = if c.entropy.enabled {
+                (entropy.0.alpha(), entropy.1.alpha())
+            } else {
+                (0.0, 0.0)
+            };
+            // Each micro-batch's mean entropy (text, image), by its place.
+            let mut readings = vec![None; 2 * count];
+            let norm = stepper.update(micro, c.lr, c.clip_norm, |model, (place, mb)| {
                 let parts = loss(model, mb, settings, alphas, scale)?;
-                if let Some(h) = parts.entropy_text {
-                    h_text = (h_text.0 + h, h_text.1 + 1);
-                    if c.entropy.enabled {
-                        entropy.0.update(h);
-                    }
-                }
-                if let Some(h) = parts.entropy_image {
-                    h_image = (h_image.0 + h, h_image.1 + 1);
-                    if c.entropy.enabled {
-                        entropy.1.update(h);
-                    }
-                }
+                readings[2 * place] = parts.entropy_text;
+                readings[2 * place + 1] = parts.entropy_image;
                 clipped += parts.clipped;
                 kl += parts.kl_sum;
                 tokens += parts.tokens;
                 policy += parts.policy * scale;
                 Ok(parts.loss)
             })?;
+            merge(comm.as_deref(), &mut readings)?;
+            for pair in readings.chunks(2) {
+                if let Some(h) = pair[0] {
+                    h_text = (h_text.0 + h, h_text.1 + 1);
+                    if c.entropy.enabled {
+                        entropy.0.update(h);
+                    }
+                }
+                if let Some(h) = pair[1] {
+                    h_image = (h_image.0 + h, h_image.1 + 1);
+                    if c.entropy.enabled {
+                        entropy.1.update(h);
+                    }
+                }
+            }
             norms += norm;
             updates += 1;
             m.grad_norm_max = m.grad_norm_max.max(norm);
         }
+        let mut sums = [clipped as f64, kl, tokens as f64, policy];
+        stepper.sum_over_ranks(&mut sums)?;
+        let [clipped, kl, tokens, policy] = sums;
+        let tokens = tokens as usize;
         m.update_seconds = update_start.elapsed().as_secs_f64();
         let mean = |(sum, n): (f64, usize)| (n > 0).then(|| sum / n as f64);
         m.entropy_text = mean(h_text);
         m.entropy_image = mean(h_image);
         m.alpha_text = self.entropy.0.alpha();
         m.alpha_image = self.entropy.1.alpha();
-        m.clip_fraction = clipped as f64 / tokens.max(1) as f64;
+        m.clip_fraction = clipped / tokens.max(1) as f64;
         m.approx_kl = kl / tokens.max(1) as f64;
         m.policy_loss = policy / updates.max(1) as f64;
         m.grad_norm = norms / updates.max(1) as f64;
@@ -532,8 +605,10 @@ impl Trainer {
                 m.step, m.policy_loss, m.grad_norm
             )));
         }
-        let rows = self.rows(sampled, &kept, &advantage, &log_prob)?;
-        write_table(&self.rollouts.join(format!("step-{:06}", m.step)), &rows)?;
+        if self.stepper.is_root() {
+            let rows = self.rows(sampled, &kept, &advantage, &log_prob)?;
+            write_table(&self.rollouts.join(format!("step-{:06}", m.step)), &rows)?;
+        }
         self.step += 1;
         m.seconds = start.elapsed().as_secs_f64();
         self.metrics.push(m.clone());
@@ -796,8 +871,13 @@ impl harness::Trainer for Trainer {
     }
 
     fn resume(&mut self, progress: Progress) -> Result<()> {
-        // Steps after the checkpoint are drawn again.
-        for dir in self.rollout_tables()? {
+        // Steps after the checkpoint are drawn again (the root's tables).
+        let tables = if self.stepper.is_root() {
+            self.rollout_tables()?
+        } else {
+            Vec::new()
+        };
+        for dir in tables {
             if step_of(&dir).is_some_and(|s| s > progress.step) {
                 std::fs::remove_dir_all(&dir).map_err(|e| JanusError::io(&dir, e))?;
             }

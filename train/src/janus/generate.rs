@@ -163,7 +163,7 @@ fn rationales(
         &model.embed_text(&ids)?,
         &padding,
         Some(&mut cache),
-        Ops::Fused,
+        Ops::inference(model.device(), model.dtype()),
     )?;
     let mut logits = model.text_logits(&last(&hidden)?)?;
     let mut rng = RowRng::new(seeds);
@@ -193,7 +193,7 @@ fn rationales(
             &model.embed_text(&feed)?,
             &padding,
             Some(&mut cache),
-            Ops::Fused,
+            Ops::inference(model.device(), model.dtype()),
         )?;
         logits = model.text_logits(&last(&hidden)?)?;
     }
@@ -230,7 +230,7 @@ fn images(
         &model.embed_text(&ids)?,
         &padding,
         Some(&mut cache),
-        Ops::Fused,
+        Ops::inference(model.device(), model.dtype()),
     )?;
     let mut logits = model.image_logits(&last(&hidden)?)?;
     let seeds: Vec<u64> = seeds.iter().map(|&s| image_seed(s)).collect();
@@ -253,7 +253,12 @@ fn images(
         } else {
             embeds
         };
-        let hidden = model.forward(&embeds, &Padding::none(n, 1), Some(&mut cache), Ops::Fused)?;
+        let hidden = model.forward(
+            &embeds,
+            &Padding::none(n, 1),
+            Some(&mut cache),
+            Ops::inference(model.device(), model.dtype()),
+        )?;
         logits = model.image_logits(&last(&hidden)?)?;
     }
     Ok(Tensor::stack(&codes, 1)?.to_vec2()?)

@@ -7,10 +7,12 @@
 //!   (`lm_head`, `gen_head`) are applied by the caller.
 //! - Batches may be padded on either side ([`Padding`]); with a [`KvCache`] the
 //!   forward continues where the last one stopped.
-//! - [`Ops::Differentiable`] builds the forward only of ops candle differentiates:
-//!   composite RMSNorm, RoPE and softmax, since `rms_norm`, `rope` and
-//!   `softmax_last_dim` record no gradient. [`Ops::Fused`] uses those kernels for
-//!   inference.
+//! - [`Ops::Fused`] runs RMSNorm, RoPE, attention and SwiGLU as our fused ops with an
+//!   analytic backward ([`super::fused`]) for training and inference, on the CPU in
+//!   F32. [`Ops::Composite`] builds them of ops candle differentiates (composite
+//!   RMSNorm, RoPE and softmax, since candle's `rms_norm`, `rope` and
+//!   `softmax_last_dim` record no gradient): training elsewhere, and the fused ops'
+//!   oracle. [`Ops::Kernels`] uses those candle kernels: inference off the CPU.
 //!
 //! Weights: `embed_tokens.weight`, `layers.{i}.{input_layernorm, post_attention_layernorm}.weight`,
 //! `layers.{i}.self_attn.{q,k,v,o}_proj.weight`, `layers.{i}.mlp.{gate,up,down}_proj.weight`,
@@ -19,17 +21,45 @@
 //! `repeat_kv`); RoPE is the non-interleaved `rotate_half` form.
 
 use super::cache::{Context, KvCache, Padding};
+use super::checkpointing::Checkpointing;
 use super::config::LlamaConfig;
+use super::fused;
+use super::lora::{LoraConfig, Proj};
 use candle_core::{D, DType, Device, Module, Result, Tensor};
-use candle_nn::{Embedding, Linear, VarBuilder, linear_no_bias};
+use candle_nn::{Embedding, VarBuilder};
+use std::sync::Arc;
 
 /// Which kernels the forward uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Ops {
-    /// candle's fused RMSNorm, RoPE and softmax kernels: inference only.
+    /// Our fused ops, which record their gradient: training and inference. They have
+    /// CPU F32 kernels only; elsewhere this is `Composite`.
+    #[default]
     Fused,
-    /// Composite ops that record their gradient: training.
-    Differentiable,
+    /// Composite ops that record their gradient: training off the CPU, the fused ops'
+    /// test oracle and the benchmark's comparison.
+    Composite,
+    /// candle's RMSNorm, RoPE and softmax kernels, no gradient: inference.
+    Kernels,
+}
+
+impl Ops {
+    /// The fastest inference ops for `dtype` on `device`: ours where they run, else
+    /// candle's kernels.
+    pub fn inference(device: &Device, dtype: DType) -> Ops {
+        match Ops::Fused.on(device, dtype) {
+            Ops::Fused => Ops::Fused,
+            _ => Ops::Kernels,
+        }
+    }
+
+    /// What runs for tensors of `dtype` on `device`: `Fused` only on the CPU in F32.
+    pub fn on(self, device: &Device, dtype: DType) -> Ops {
+        match self {
+            Ops::Fused if !(device.is_cpu() && dtype == DType::F32) => Ops::Composite,
+            ops => ops,
+        }
+    }
 }
 
 /// RMSNorm in F32, scaled by the weight in the input's dtype (transformers' order).
@@ -48,15 +78,21 @@ impl RmsNorm {
     }
 
     fn forward(&self, x: &Tensor, ops: Ops) -> Result<Tensor> {
-        match ops {
-            Ops::Fused => candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps as f32),
-            Ops::Differentiable => {
-                let dtype = x.dtype();
-                let x = x.to_dtype(DType::F32)?;
-                let variance = x.sqr()?.mean_keepdim(D::Minus1)?;
-                let normed = x.broadcast_div(&(variance + self.eps)?.sqrt()?)?;
-                normed.to_dtype(dtype)?.broadcast_mul(&self.weight)
-            }
+        rms_norm(x, &self.weight, self.eps, ops)
+    }
+}
+
+/// RMSNorm of x [.., H] by `weight` [H].
+pub(crate) fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64, ops: Ops) -> Result<Tensor> {
+    match ops {
+        Ops::Fused => fused::rms_norm::rms_norm(x, weight, eps),
+        Ops::Kernels => candle_nn::ops::rms_norm(&x.contiguous()?, weight, eps as f32),
+        Ops::Composite => {
+            let dtype = x.dtype();
+            let x = x.to_dtype(DType::F32)?;
+            let variance = x.sqr()?.mean_keepdim(D::Minus1)?;
+            let normed = x.broadcast_div(&(variance + eps)?.sqrt()?)?;
+            normed.to_dtype(dtype)?.broadcast_mul(weight)
         }
     }
 }
@@ -107,10 +143,11 @@ impl Rope {
 }
 
 /// Rotate x [B, heads, T, D] by cos and sin [B, T, D / 2].
-fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor, ops: Ops) -> Result<Tensor> {
+pub(crate) fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor, ops: Ops) -> Result<Tensor> {
     match ops {
-        Ops::Fused => candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin),
-        Ops::Differentiable => {
+        Ops::Fused => fused::rope::rope(x, cos, sin),
+        Ops::Kernels => candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin),
+        Ops::Composite => {
             let cos = Tensor::cat(&[cos, cos], D::Minus1)?.unsqueeze(1)?;
             let sin = Tensor::cat(&[sin, sin], D::Minus1)?.unsqueeze(1)?;
             let half = x.dim(D::Minus1)? / 2;
@@ -128,29 +165,31 @@ fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor, ops: Ops) -> Result<Tensor
 
 fn softmax(x: &Tensor, ops: Ops) -> Result<Tensor> {
     match ops {
-        Ops::Fused => candle_nn::ops::softmax_last_dim(x),
-        Ops::Differentiable => candle_nn::ops::softmax(x, D::Minus1),
+        // `Fused` attends in one op and never gets here.
+        Ops::Kernels | Ops::Fused => candle_nn::ops::softmax_last_dim(x),
+        Ops::Composite => candle_nn::ops::softmax(x, D::Minus1),
     }
 }
 
 struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
+    q_proj: Proj,
+    k_proj: Proj,
+    v_proj: Proj,
+    o_proj: Proj,
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
 }
 
 impl Attention {
-    fn new(c: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
+    fn new(c: &LlamaConfig, vb: VarBuilder, lora: Option<&LoraConfig>) -> Result<Self> {
         let (h, d) = (c.hidden_size, c.head_dim);
+        let (q, kv) = (c.num_attention_heads * d, c.num_key_value_heads * d);
         Ok(Attention {
-            q_proj: linear_no_bias(h, c.num_attention_heads * d, vb.pp("q_proj"))?,
-            k_proj: linear_no_bias(h, c.num_key_value_heads * d, vb.pp("k_proj"))?,
-            v_proj: linear_no_bias(h, c.num_key_value_heads * d, vb.pp("v_proj"))?,
-            o_proj: linear_no_bias(c.num_attention_heads * d, h, vb.pp("o_proj"))?,
+            q_proj: Proj::new(h, q, vb.clone(), "q_proj", lora)?,
+            k_proj: Proj::new(h, kv, vb.clone(), "k_proj", lora)?,
+            v_proj: Proj::new(h, kv, vb.clone(), "v_proj", lora)?,
+            o_proj: Proj::new(q, h, vb, "o_proj", lora)?,
             heads: c.num_attention_heads,
             kv_heads: c.num_key_value_heads,
             head_dim: d,
@@ -174,46 +213,72 @@ impl Attention {
         let k = apply_rope(&k, &step.cos, &step.sin, step.ops)?;
         let (k, v) = match cache {
             Some(cache) => cache.store(layer, step.ctx.offset, &k, &v)?,
-            None => (k, v.contiguous()?),
+            None => (k, v),
         };
-        let keys = k.dim(2)?;
-        // Grouped queries: the heads sharing a key-value head become one batch of rows.
-        let group = self.heads / kv;
-        let q = q.reshape((b, kv, group * t, d))?;
-        let scores = (q.matmul(&k.t()?)? * (d as f64).powf(-0.5))?;
-        let scores = scores
-            .reshape((b, self.heads, t, keys))?
-            .to_dtype(DType::F32)?
-            .broadcast_add(&step.ctx.mask)?;
-        let probs = softmax(&scores, step.ops)?.to_dtype(x.dtype())?;
-        let out = probs.reshape((b, kv, group * t, keys))?.matmul(&v)?;
-        let out = out
-            .reshape((b, self.heads, t, d))?
-            .transpose(1, 2)?
-            .reshape((b, t, self.heads * d))?;
-        self.o_proj.forward(&out)
+        self.o_proj
+            .forward(&attend(&q, &k, &v, &step.ctx.mask, step.ops)?)
     }
+}
+
+/// Causal attention of q [B, heads, T, D] over k, v [B, kv heads, keys, D] under the
+/// additive `mask` [B, 1, T, keys]: [B, T, heads · D].
+pub(crate) fn attend(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: &Tensor,
+    ops: Ops,
+) -> Result<Tensor> {
+    let (b, heads, t, d) = q.dims4()?;
+    let (kv, keys) = (k.dim(1)?, k.dim(2)?);
+    let scale = (d as f64).powf(-0.5);
+    if ops == Ops::Fused {
+        return fused::attention::attention(q, k, v, mask, scale);
+    }
+    // Grouped queries: the heads sharing a key-value head become one batch of rows.
+    let group = heads / kv;
+    let q = q.contiguous()?.reshape((b, kv, group * t, d))?;
+    let scores = (q.matmul(&k.contiguous()?.t()?)? * scale)?;
+    let scores = scores
+        .reshape((b, heads, t, keys))?
+        .to_dtype(DType::F32)?
+        .broadcast_add(mask)?;
+    let probs = softmax(&scores, ops)?.to_dtype(q.dtype())?;
+    let out = probs
+        .reshape((b, kv, group * t, keys))?
+        .matmul(&v.contiguous()?)?;
+    out.reshape((b, heads, t, d))?
+        .transpose(1, 2)?
+        .reshape((b, t, heads * d))
 }
 
 struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
+    gate_proj: Proj,
+    up_proj: Proj,
+    down_proj: Proj,
 }
 
 impl Mlp {
-    fn new(c: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
+    fn new(c: &LlamaConfig, vb: VarBuilder, lora: Option<&LoraConfig>) -> Result<Self> {
         let (h, i) = (c.hidden_size, c.intermediate_size);
         Ok(Mlp {
-            gate_proj: linear_no_bias(h, i, vb.pp("gate_proj"))?,
-            up_proj: linear_no_bias(h, i, vb.pp("up_proj"))?,
-            down_proj: linear_no_bias(i, h, vb.pp("down_proj"))?,
+            gate_proj: Proj::new(h, i, vb.clone(), "gate_proj", lora)?,
+            up_proj: Proj::new(h, i, vb.clone(), "up_proj", lora)?,
+            down_proj: Proj::new(i, h, vb, "down_proj", lora)?,
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gated = (self.gate_proj.forward(x)?.silu()? * self.up_proj.forward(x)?)?;
-        self.down_proj.forward(&gated)
+    fn forward(&self, x: &Tensor, ops: Ops) -> Result<Tensor> {
+        let (gate, up) = (self.gate_proj.forward(x)?, self.up_proj.forward(x)?);
+        self.down_proj.forward(&swiglu(&gate, &up, ops)?)
+    }
+}
+
+/// SwiGLU's gate: silu(gate) · up.
+pub(crate) fn swiglu(gate: &Tensor, up: &Tensor, ops: Ops) -> Result<Tensor> {
+    match ops {
+        Ops::Fused => fused::swiglu::swiglu(gate, up),
+        Ops::Composite | Ops::Kernels => gate.silu()? * up,
     }
 }
 
@@ -225,16 +290,16 @@ struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    fn new(c: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
+    fn new(c: &LlamaConfig, vb: VarBuilder, lora: Option<&LoraConfig>) -> Result<Self> {
         Ok(DecoderLayer {
             input_layernorm: RmsNorm::new(c.hidden_size, c.rms_norm_eps, vb.pp("input_layernorm"))?,
-            self_attn: Attention::new(c, vb.pp("self_attn"))?,
+            self_attn: Attention::new(c, vb.pp("self_attn"), lora)?,
             post_attention_layernorm: RmsNorm::new(
                 c.hidden_size,
                 c.rms_norm_eps,
                 vb.pp("post_attention_layernorm"),
             )?,
-            mlp: Mlp::new(c, vb.pp("mlp"))?,
+            mlp: Mlp::new(c, vb.pp("mlp"), lora)?,
         })
     }
 
@@ -248,7 +313,7 @@ impl DecoderLayer {
         let h = self.input_layernorm.forward(x, step.ops)?;
         let x = (x + self.self_attn.forward(&h, step, layer, cache)?)?;
         let h = self.post_attention_layernorm.forward(&x, step.ops)?;
-        x + self.mlp.forward(&h)?
+        x + self.mlp.forward(&h, step.ops)?
     }
 }
 
@@ -263,25 +328,35 @@ struct Step {
 /// The language model (see the module documentation).
 pub struct Llama {
     embed_tokens: Embedding,
-    layers: Vec<DecoderLayer>,
+    /// Shared with the recomputations of activation checkpointing.
+    layers: Vec<Arc<DecoderLayer>>,
     norm: RmsNorm,
     rope: Rope,
+    checkpointing: Option<Checkpointing>,
 }
 
 impl Llama {
-    /// Build from a `VarBuilder` rooted at `language_model.model`.
-    pub fn new(config: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
+    /// Build from a `VarBuilder` rooted at `language_model.model`, with LoRA adapters
+    /// on the projections `lora` targets.
+    pub fn new(config: &LlamaConfig, vb: VarBuilder, lora: Option<&LoraConfig>) -> Result<Self> {
         let embed_tokens =
             candle_nn::embedding(config.vocab_size, config.hidden_size, vb.pp("embed_tokens"))?;
         let layers = (0..config.num_hidden_layers)
-            .map(|i| DecoderLayer::new(config, vb.pp("layers").pp(i)))
+            .map(|i| DecoderLayer::new(config, vb.pp("layers").pp(i), lora).map(Arc::new))
             .collect::<Result<_>>()?;
         Ok(Llama {
             embed_tokens,
             layers,
             norm: RmsNorm::new(config.hidden_size, config.rms_norm_eps, vb.pp("norm"))?,
             rope: Rope::new(config, vb.device())?,
+            checkpointing: None,
         })
+    }
+
+    /// Checkpoint every decoder layer ([`Checkpointing`]) in forwards that record
+    /// gradients (not [`Ops::Kernels`]) without a cache; `None`: keep every activation.
+    pub fn set_checkpointing(&mut self, checkpointing: Option<Checkpointing>) {
+        self.checkpointing = checkpointing;
     }
 
     /// The token embedding table [vocab, hidden] (the text head when tied).
@@ -318,11 +393,18 @@ impl Llama {
             None => Context::full(padding, embeds.device())?,
         };
         let cache = cache.as_deref();
+        let ops = ops.on(embeds.device(), embeds.dtype());
         let (cos, sin) = self.rope.at(&ctx, (b, t), embeds.dtype())?;
-        let step = Step { ctx, cos, sin, ops };
+        let step = Arc::new(Step { ctx, cos, sin, ops });
         let mut x = embeds.clone();
         for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(&x, &step, i, cache)?;
+            x = match (&self.checkpointing, cache) {
+                (Some(checkpointing), None) if ops != Ops::Kernels => {
+                    let (layer, step) = (layer.clone(), step.clone());
+                    checkpointing.apply(&x, move |x| layer.forward(x, &step, i, None))?
+                }
+                _ => layer.forward(&x, &step, i, cache)?,
+            };
         }
         self.norm.forward(&x, ops)
     }

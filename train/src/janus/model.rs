@@ -15,8 +15,10 @@
 //! ([`crate::janus::load`]), because a model may draw with another image tokenizer.
 
 use super::cache::{KvCache, Padding};
+use super::checkpointing::Checkpointing;
 use super::config::JanusConfig;
 use super::llama::{Llama, Ops};
+use super::lora::LoraConfig;
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder, linear, linear_no_bias};
 
@@ -48,10 +50,19 @@ pub struct Janus {
 impl Janus {
     /// Build from a `VarBuilder` in the original layout (root of the checkpoint).
     pub fn new(config: &JanusConfig, vb: VarBuilder) -> Result<Self> {
+        Self::with_lora(config, vb, None)
+    }
+
+    /// [`Janus::new`], with LoRA adapters on the decoder projections `lora` targets.
+    pub fn with_lora(
+        config: &JanusConfig,
+        vb: VarBuilder,
+        lora: Option<&LoraConfig>,
+    ) -> Result<Self> {
         let l = &config.language;
         let h = l.hidden_size;
         let lm = vb.pp("language_model");
-        let language_model = Llama::new(l, lm.pp("model"))?;
+        let language_model = Llama::new(l, lm.pp("model"), lora)?;
         let lm_head = if lm.contains_tensor("lm_head.weight") || !l.tie_word_embeddings {
             linear_no_bias(h, l.vocab_size, lm.pp("lm_head"))?
         } else {
@@ -129,6 +140,11 @@ impl Janus {
         ops: Ops,
     ) -> Result<Tensor> {
         self.language_model.forward(embeds, padding, cache, ops)
+    }
+
+    /// Checkpoint every decoder layer in training forwards (see [`Llama::set_checkpointing`]).
+    pub fn set_checkpointing(&mut self, checkpointing: Option<Checkpointing>) {
+        self.language_model.set_checkpointing(checkpointing);
     }
 
     /// Text logits of hidden states (`lm_head`).

@@ -176,7 +176,7 @@ pub fn fixture_model(dir: &Path, device: &Device, dtype: DType) -> Result<Janus>
     checkpoint.build(dtype, device, |vb| Janus::new(&config, vb))
 }
 
-/// Logits of the golden sequences (the tiny model in `janus/original`, fused ops),
+/// Logits of the golden sequences (the tiny model in `janus/original`, inference's ops),
 /// greedy plain generation with CFG, and VQ-16 decoding of the golden codes
 /// (`janus_vq`), on `device` in `dtype`. `fixtures` holds `janus/` and `janus_vq/`.
 pub fn measure(fixtures: &Path, device: &Device, dtype: DType) -> Result<Report> {
@@ -186,7 +186,7 @@ pub fn measure(fixtures: &Path, device: &Device, dtype: DType) -> Result<Report>
     let mut report = Report::default();
 
     for name in ["mixed", "padded"] {
-        let (text, image) = logits(&model, &golden, name, Ops::Fused)?;
+        let (text, image) = logits(&model, &golden, name, Ops::inference(device, dtype))?;
         for (head, got) in [("text", text), ("image", image)] {
             let want = golden.get(&format!("{name}.{head}_logits"))?;
             let (got, want) = match golden.tensors.get(&format!("{name}.attention_mask")) {

@@ -3,8 +3,11 @@
 //! 0.95), weight decay 0.01, clip 1.0, 5 % linear warm-up then cosine to 0, loss
 //! weights text 2 / image 1 / `<begin_of_image>` 0, CFG dropout 0.1, 1280 tokens.
 
+use crate::core::optim::OptimizerOptions;
+use crate::dist::DataParallel;
 use crate::held_out::EvalOptions;
 use crate::janus::load::DeviceChoice;
+use crate::janus::lora::LoraConfig;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -70,6 +73,23 @@ pub struct SftConfig {
     pub beta2: f64,
     #[serde(default = "default_eps")]
     pub eps: f64,
+    /// AdamW's moment storage (`{ moments = "f32" | "bf16" | "int8" }`); left out of
+    /// the canonical config at its default, so run keys stay as they were.
+    #[serde(default, skip_serializing_if = "OptimizerOptions::is_default")]
+    pub optimizer: OptimizerOptions,
+    /// Recompute each decoder layer's activations in the backward instead of keeping
+    /// them (less memory, one more forward per step).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub activation_checkpointing: bool,
+    /// Train LoRA adapters on the decoder's projections, every other weight frozen;
+    /// the model written has them merged in (and apart, under `adapter/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraConfig>,
+    /// Data parallelism (`{ backend = "mpi", ranks = 2, zero = 1 }`): each rank takes
+    /// its share of every step's micro-batches; left out of the canonical config at one
+    /// rank, so run keys stay as they were.
+    #[serde(default, skip_serializing_if = "DataParallel::is_single")]
+    pub data_parallel: DataParallel,
     /// Global gradient-norm clip (0: none).
     #[serde(default = "one")]
     pub clip_norm: f64,
@@ -184,6 +204,9 @@ impl SftConfig {
 
     /// Settings that cannot train.
     pub fn check(&self) -> Result<(), String> {
+        if let Some(lora) = &self.lora {
+            lora.check()?;
+        }
         if self.steps == 0 || self.batch_size == 0 || self.grad_accum == 0 || self.length_group == 0
         {
             return Err("steps, batch_size, grad_accum and length_group must be at least 1".into());
@@ -220,6 +243,7 @@ impl SftConfig {
                 return Err(format!("{name} {v} must be a non-negative number"));
             }
         }
+        self.data_parallel.check()?;
         if !self.template().contains("{}") {
             return Err(format!(
                 "template {:?} has no `{{}}` for the prompt",
@@ -236,6 +260,30 @@ impl SftConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::optim::MomentFormat;
+    use serde_json::json;
+
+    /// The canonical config (what the run key hashes) of a run that does not set the
+    /// option is what it was before the option existed.
+    #[test]
+    fn the_optimizer_option_is_left_out_of_the_canonical_config_at_its_default() {
+        let canonical = serde_json::to_value(SftConfig::default()).unwrap();
+        assert!(canonical.get("optimizer").is_none(), "{canonical}");
+        let explicit: SftConfig =
+            serde_json::from_value(json!({"optimizer": {"moments": "f32"}})).unwrap();
+        assert_eq!(serde_json::to_value(explicit).unwrap(), canonical);
+        let bf16: SftConfig =
+            serde_json::from_value(json!({"optimizer": {"moments": "bf16"}})).unwrap();
+        assert_eq!(bf16.optimizer.moments, MomentFormat::Bf16);
+        assert_eq!(
+            serde_json::to_value(bf16).unwrap()["optimizer"],
+            json!({"moments": "bf16"})
+        );
+        let bad = serde_json::from_value::<SftConfig>(json!({"optimizer": {"moments": "fp8"}}))
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("fp8") && bad.contains("int8"), "{bad}");
+    }
 
     #[test]
     fn defaults_are_the_papers_and_bad_values_are_named() {

@@ -6,6 +6,7 @@
 use crate::core::batch::Batch;
 use crate::core::logprobs::{HeadLogProbs, Options, log_probs};
 use crate::janus::error::Result;
+use crate::janus::llama::Ops;
 use crate::janus::model::Janus;
 use candle_core::{DType, Tensor};
 
@@ -31,7 +32,16 @@ fn head_loss(head: Option<HeadLogProbs>, weights: &[f32]) -> Result<Option<(Tens
 
 /// The loss of `batch` times `scale` (1 / micro-batches per step).
 pub fn loss(model: &Janus, batch: &Batch, scale: f64) -> Result<Loss> {
-    let lp = log_probs(model, batch, Options::default())?;
+    loss_with(model, batch, scale, Ops::Fused)
+}
+
+/// [`loss`] with the model's ops chosen (the benchmark compares them).
+pub fn loss_with(model: &Janus, batch: &Batch, scale: f64, ops: Ops) -> Result<Loss> {
+    let options = Options {
+        ops,
+        ..Options::default()
+    };
+    let lp = log_probs(model, batch, options)?;
     let text = head_loss(lp.text, &batch.text.weights)?;
     let image = head_loss(lp.image, &batch.image.weights)?;
     let mut total = Tensor::zeros((), DType::F32, model.device())?;

@@ -3,16 +3,23 @@
 //! micro-batches; each micro-batch's loss is scaled by 1 / micro-batches (as
 //! ReasonGen-R1) and the step taken by the training core's
 //! [`Stepper`](crate::core::stepper::Stepper) at the schedule's learning rate.
+//!
+//! Data-parallel, every rank draws the same steps and builds the same micro-batches;
+//! rank r takes micro-batches r, r + N, …, each scaled by 1 / all micro-batches, and
+//! the gradients are summed over the ranks: the update is the one-rank update of the
+//! whole step. The metrics are summed over the ranks too.
 
 use super::config::SftConfig;
 use super::data::{Builder, Draws, Example, Order, Position, group_by_length};
 use super::loss::loss;
 use crate::core::batch::{Batch, Sequence, Weights, buckets};
 use crate::core::harness;
+use crate::core::lora::split;
 use crate::core::optim::{AdamWConfig, learning_rate};
 use crate::core::params::Params;
 use crate::core::report::Plot;
 use crate::core::stepper::Stepper;
+use crate::dist::{Replica, share};
 use crate::janus::config::JanusConfig;
 use crate::janus::error::{JanusError, Result};
 use crate::janus::text::TextTokenizer;
@@ -161,6 +168,19 @@ impl Trainer {
         examples: Vec<Example>,
         dtype: DType,
     ) -> Result<Trainer> {
+        Trainer::replicated(config, model_config, text, params, examples, dtype, None)
+    }
+
+    /// As [`Trainer::new`], one rank of the data-parallel `replica` (`None`: alone).
+    pub fn replicated(
+        config: SftConfig,
+        model_config: JanusConfig,
+        text: TextTokenizer,
+        params: Params,
+        examples: Vec<Example>,
+        dtype: DType,
+        replica: Option<Replica>,
+    ) -> Result<Trainer> {
         config.check().map_err(JanusError::Invalid)?;
         if examples.is_empty() {
             return Err(JanusError::Invalid("no samples to train on".into()));
@@ -170,14 +190,20 @@ impl Trainer {
             beta2: config.beta2,
             eps: config.eps,
             weight_decay: config.weight_decay,
+            moments: config.optimizer.moments,
+            seed: config.seed,
         };
         let start = Position {
             epoch: 0,
             cursor: 0,
         };
         let order = Order::new(config.seed, examples.len(), start.clone());
+        let (params, frozen) = split(&model_config, params, config.lora.clone(), dtype)?;
+        let stepper = Stepper::replicated(model_config, params, adamw, dtype, replica)?
+            .with_checkpointing(config.activation_checkpointing)
+            .with_frozen(frozen);
         Ok(Trainer {
-            stepper: Stepper::new(model_config, params, adamw, dtype)?,
+            stepper,
             config,
             text,
             examples,
@@ -258,13 +284,14 @@ impl Trainer {
         };
         let pad = self.text.special.pad;
         let device = self.stepper.device();
-        let batches = buckets(sequences, self.config.batch_size)
-            .iter()
+        let all = buckets(sequences, self.config.batch_size);
+        let (rank, world) = self.stepper.rank_and_world();
+        let batches = share(&all, rank, world)
             .map(|rows| Batch::new(rows, pad, weights, &device))
             .collect::<Result<Vec<_>>>()?;
         let c = &self.config;
         let lr = learning_rate(self.step, c.steps, c.lr, c.warmup_ratio, c.min_lr_ratio);
-        let scale = 1.0 / batches.len().max(1) as f64;
+        let scale = 1.0 / all.len().max(1) as f64;
         let (mut total, mut text, mut image) = (0.0, (0.0, 0), (0.0, 0));
         let grad_norm = self
             .stepper
@@ -275,6 +302,27 @@ impl Trainer {
                 image = (image.0 + l.image_sum, image.1 + l.image_labels);
                 Ok(l.loss)
             })?;
+        let mut sums = [
+            total,
+            text.0,
+            text.1 as f64,
+            image.0,
+            image.1 as f64,
+            batches.iter().map(|b| b.tokens).sum::<usize>() as f64,
+            batches.iter().map(|b| b.positions).sum::<usize>() as f64,
+        ];
+        self.stepper.sum_over_ranks(&mut sums)?;
+        let [
+            total,
+            text_sum,
+            text_n,
+            image_sum,
+            image_n,
+            tokens,
+            positions,
+        ] = sums;
+        let (text, image) = ((text_sum, text_n as usize), (image_sum, image_n as usize));
+        let (tokens, positions) = (tokens as usize, positions as usize);
         self.step += 1;
         if !total.is_finite() {
             return Err(JanusError::Invalid(format!(
@@ -284,7 +332,6 @@ impl Trainer {
         }
         let seconds = start.elapsed().as_secs_f64();
         let mean = |(sum, n): (f64, usize)| (n > 0).then(|| sum / n as f64);
-        let tokens = batches.iter().map(|b| b.tokens).sum();
         let metrics = StepMetrics {
             step: self.step,
             loss: total,
@@ -293,7 +340,7 @@ impl Trainer {
             lr,
             grad_norm,
             tokens,
-            positions: batches.iter().map(|b| b.positions).sum(),
+            positions,
             seconds,
             tokens_per_s: tokens as f64 / seconds.max(1e-9),
         };

@@ -9,10 +9,17 @@
 //! resume as `model.sft`: checkpoints as files every `checkpoint_every` steps, the
 //! judge's answers in the memo (no image is judged twice), the same rollouts drawn
 //! again after the checkpoint.
+//!
+//! Data-parallel (`data_parallel`, the ranks launched by `mpirun` or `srun`): every
+//! rank runs this stage and draws the same rollouts; rank 0 alone opens the reward,
+//! evaluates, writes checkpoints and rollouts and publishes the artifact, and the
+//! other ranks exit the process with success once all are done.
 
-use crate::core::harness::{Schedule, fit};
+use crate::core::harness::{Schedule, Trainer as _, fit};
 use crate::core::params::Params;
 use crate::core::report::write_run;
+use crate::dist::connect;
+use crate::dist::world::World;
 use crate::grpo::config::GrpoConfig;
 use crate::grpo::reward::Rewarder;
 use crate::grpo::trainer::{PLOTS, Prompt, Setup, Trainer};
@@ -114,7 +121,15 @@ fn train(
     let params = Params::from_checkpoint(&model_in.dir, &model_config, &device)
         .map_err(|e| err(e).context("loading the model"))?;
     let trajectories = (config.steps * config.prompts_per_step * config.group_size) as u64;
-    let rewarder = Rewarder::open(&config.reward, ctx, trajectories, handle)?;
+    let world = World::detect().map_err(err)?;
+    let replica =
+        connect(&config.data_parallel, world, &ctx.scratch_dir.join("nccl")).map_err(err)?;
+    // Only the root scores; the other ranks take its rewards.
+    let rewarder = if replica.as_ref().is_none_or(|r| r.comm.rank() == 0) {
+        Some(Rewarder::open(&config.reward, ctx, trajectories, handle)?)
+    } else {
+        None
+    };
     ctx.log(format!(
         "{} parameters, {} prompts, {} steps of {} prompts × {} trajectories on {:?}",
         params.count(),
@@ -137,6 +152,7 @@ fn train(
         dtype: dtype_for(&device),
         model_id: model_in.digest.short(),
         rollouts,
+        replica,
     })
     .map_err(err)?;
     let held_out = HeldOut::of_node(
@@ -154,13 +170,20 @@ fn train(
         checkpoint_every: config.checkpoint_every,
     };
     let evals = fit(&mut trainer, schedule, ctx, |trainer| match &held_out {
+        Some(_) if !trainer.stepper().is_root() => Ok(Value::Null),
         None => Ok(Value::Null),
         Some(held_out) => {
-            let step = crate::core::harness::Trainer::step(trainer);
+            let step = trainer.step();
             let (model, text) = trainer.model().map_err(err)?;
             held_out.scores_at(step, model, text, ctx)
         }
     })?;
+    trainer.stepper().barrier().map_err(err)?;
+    if !trainer.stepper().is_root() {
+        // The collective is released (MPI finalised) with the trainer.
+        drop(trainer);
+        std::process::exit(0);
+    }
     let out = &ctx.out_dir;
     // The VQ-16 is not trained; the written model keeps the input's.
     let vq = Params::vq_from_checkpoint(&model_in.dir, &vq_config, &Device::Cpu)
@@ -180,7 +203,7 @@ fn train(
         rows: None,
         schema: None,
         meta: json!({
-            "steps": crate::core::harness::Trainer::step(&trainer),
+            "steps": trainer.step(),
             "rollouts": rows,
             "final_reward_mean": metrics.last().map(|m| m.reward_mean),
             "reward_mean": sum(|m| m.reward_mean) / n,
@@ -188,6 +211,9 @@ fn train(
             "judge_wait_seconds": sum(|m| m.judge_wait_seconds),
             "update_seconds": sum(|m| m.update_seconds),
             "rationale": config.rationale,
+            "activation_checkpointing": config.activation_checkpointing,
+            "lora": config.lora,
+            "memory": trainer.stepper().memory(),
             "eval": evals.last().cloned().unwrap_or(Value::Null),
         }),
     })

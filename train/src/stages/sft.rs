@@ -13,10 +13,16 @@
 //! `tokenizer` bound, every `eval.every` steps and after the last the model as it
 //! stands draws the first `eval.max_prompts` prompts and the exact shapes judge scores
 //! them ([`crate::held_out`]).
+//!
+//! Data-parallel (`data_parallel`, the ranks launched by `mpirun` or `srun`): every
+//! rank runs this stage; rank 0 alone evaluates, writes checkpoints and publishes the
+//! artifact, and the other ranks exit the process with success once all are done.
 
-use crate::core::harness::{Schedule, fit};
+use crate::core::harness::{Schedule, Trainer as _, fit};
 use crate::core::params::Params;
 use crate::core::report::write_run;
+use crate::dist::connect;
+use crate::dist::world::World;
 use crate::held_out::HeldOut;
 use crate::janus::config::JanusConfig;
 use crate::janus::load::dtype_for;
@@ -70,13 +76,17 @@ fn train(config: &SftConfig, ctx: &StageContext) -> Result<Output, StageError> {
         config.grad_accum,
         device
     ));
-    let mut trainer = Trainer::new(
+    let world = World::detect().map_err(err)?;
+    let replica =
+        connect(&config.data_parallel, world, &ctx.scratch_dir.join("nccl")).map_err(err)?;
+    let mut trainer = Trainer::replicated(
         config.clone(),
         model_config,
         text,
         params,
         examples,
         dtype_for(&device),
+        replica,
     )
     .map_err(err)?;
     // The held-out evaluation needs the image tokenizer that decodes its codes.
@@ -101,6 +111,7 @@ fn train(config: &SftConfig, ctx: &StageContext) -> Result<Output, StageError> {
         checkpoint_every: config.checkpoint_every,
     };
     let evals = fit(&mut trainer, schedule, ctx, |trainer| match &held_out {
+        Some(_) if !trainer.stepper().is_root() => Ok(Value::Null),
         None => Ok(Value::Null),
         Some(held_out) => {
             let step = trainer.step();
@@ -108,6 +119,12 @@ fn train(config: &SftConfig, ctx: &StageContext) -> Result<Output, StageError> {
             held_out.scores_at(step, model, text, ctx)
         }
     })?;
+    trainer.stepper().barrier().map_err(err)?;
+    if !trainer.stepper().is_root() {
+        // The collective is released (MPI finalised) with the trainer.
+        drop(trainer);
+        std::process::exit(0);
+    }
     let out = &ctx.out_dir;
     // The VQ-16 is not trained; the written model keeps the input's.
     let vq = Params::vq_from_checkpoint(&model_in.dir, &vq_config, &Device::Cpu)
@@ -134,6 +151,9 @@ fn train(config: &SftConfig, ctx: &StageContext) -> Result<Output, StageError> {
             "padding_fraction": 1.0 - tokens as f64 / positions.max(1) as f64,
             "skipped_long": skipped,
             "rationale": config.rationale,
+            "activation_checkpointing": config.activation_checkpointing,
+            "lora": config.lora,
+            "memory": crate::core::harness::Trainer::stepper(&trainer).memory(),
             "eval": evals.last().cloned().unwrap_or(Value::Null),
         }),
     })

@@ -1,0 +1,340 @@
+//! `reasongen run --executor slurm` on a loopback Slurm cluster (`scripts/ci/slurm.sh`
+//! starts one and sets SLURM_CONF): the shapes data path and a short SFT give the local
+//! run's artifacts (the SFT's model, tokenizer and evaluation; its metrics hold
+//! timings); a job killed mid-node is resubmitted and nothing half-written is
+//! published; a node whose jobs fail shows their log in the run's output; Ctrl-C
+//! cancels the run's jobs. Without a cluster the tests are skipped with a reason,
+//! unless `REASONGEN_REQUIRE_SLURM` is set (`.ci/run`).
+
+mod common;
+
+use common::{Project, repo};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Whether a Slurm cluster answers; a missing one fails when it is required.
+fn slurm() -> bool {
+    let up = Command::new("sinfo")
+        .args(["-h", "-o", "%T"])
+        .output()
+        .is_ok_and(|o| o.status.success() && !o.stdout.is_empty());
+    if !up {
+        assert!(
+            std::env::var("REASONGEN_REQUIRE_SLURM").is_err(),
+            "no Slurm cluster answers `sinfo` but REASONGEN_REQUIRE_SLURM is set"
+        );
+        eprintln!("skipped: no Slurm cluster answers `sinfo` (scripts/ci/slurm.sh starts one)");
+    }
+    up
+}
+
+/// The shapes recipe's data path and a two-step SFT, small.
+const SMALL: &[&str] = &[
+    "scenes.count=120",
+    "vq_corpus.count=100",
+    "vq.images=80",
+    "vq.holdout=20",
+    "eval_prompts.per_task=12",
+    "sft_rationale.steps=2",
+    "sft_rationale.eval.max_prompts=3",
+    "sft_rationale.eval.generate.max_rationale_tokens=8",
+];
+
+const NODES: &[&str] = &[
+    "scenes",
+    "captions",
+    "rationales",
+    "pairs",
+    "vq_corpus",
+    "vq",
+    "samples",
+    "release",
+    "eval_prompts",
+    "init",
+];
+
+/// The SFT's files that are a function of its inputs (its metrics also hold timings).
+const SFT_FILES: &[&str] = &[
+    "model.safetensors",
+    "tokenizer.json",
+    "config.json",
+    "eval.jsonl",
+];
+
+fn shapes_args(extra: &[&str], targets: &[&str]) -> Vec<String> {
+    let mut a = vec![
+        "run".to_string(),
+        repo("recipes/shapes.toml").display().to_string(),
+    ];
+    for s in SMALL {
+        a.extend(["--set".to_string(), s.to_string()]);
+    }
+    for t in targets {
+        a.extend(["--target".to_string(), t.to_string()]);
+    }
+    // Two threads a node: what the loopback cluster's node has, and what a local run
+    // grants on two cores.
+    a.extend(["--jobs", "2"].map(String::from));
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+fn run_args(p: &Project, args: &[String]) -> common::Run {
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    p.run(&refs)
+}
+
+fn artifact_file(p: &Project, node: &str, file: &str) -> Vec<u8> {
+    let store = pipeline::Store::open(&p.store()).unwrap();
+    let r = store.get_ref("shapes", node).unwrap().expect("ref");
+    std::fs::read(store.object_dir(&r.digest).join(file)).unwrap()
+}
+
+fn digest(p: &Project, node: &str) -> Option<pipeline::Digest> {
+    let store = pipeline::Store::open(&p.store()).unwrap();
+    store.get_ref("shapes", node).unwrap().map(|r| r.digest)
+}
+
+fn verify_clean(p: &Project) {
+    let verify = p.run(&["verify"]).ok();
+    assert!(verify.stdout.contains(": 0 problems"), "{}", verify.stdout);
+}
+
+/// The run folder of the store's only run.
+fn only_run(p: &Project) -> std::path::PathBuf {
+    let runs: Vec<_> = std::fs::read_dir(p.store().join("runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    runs[0].clone()
+}
+
+#[test]
+fn slurm_runs_give_the_local_runs_artifacts() {
+    if !slurm() {
+        return;
+    }
+    let local = Project::new();
+    run_args(&local, &shapes_args(&[], &["release", "sft_rationale"])).ok();
+    let remote = Project::new();
+    let out = run_args(
+        &remote,
+        &shapes_args(
+            &["--executor", "slurm", "--slurm-poll-ms", "200"],
+            &["release", "sft_rationale"],
+        ),
+    )
+    .ok();
+    for node in NODES {
+        let (l, r) = (digest(&local, node), digest(&remote, node));
+        assert!(l.is_some(), "local run has no `{node}`");
+        assert_eq!(l, r, "`{node}` differs between the local and the Slurm run");
+    }
+    for file in SFT_FILES {
+        assert!(
+            artifact_file(&local, "sft_rationale", file)
+                == artifact_file(&remote, "sft_rationale", file),
+            "the SFT's {file} differs between the local and the Slurm run"
+        );
+    }
+    // Every node ran as a job, and the jobs' events are in the run's log.
+    let run = only_run(&remote);
+    let events = pipeline::events::read_events(&run.join("events.jsonl")).unwrap();
+    for node in NODES.iter().chain(&["sft_rationale"]) {
+        let finished = events.iter().any(|e| {
+            matches!(&e.event, pipeline::events::Event::NodeFinished { node: n, .. } if n == node)
+        });
+        assert!(
+            finished,
+            "no node_finished for `{node}` in the run's events"
+        );
+        assert!(
+            run.join("nodes").join(format!("{node}.json")).exists(),
+            "no description of `{node}`"
+        );
+    }
+    assert!(out.text().contains("succeeded"), "{}", out.text());
+    verify_clean(&remote);
+    // A second run is entirely fresh and submits nothing.
+    let again = run_args(
+        &remote,
+        &shapes_args(&["--executor", "slurm"], &["release", "sft_rationale"]),
+    )
+    .ok();
+    assert!(again.text().contains(" 0 ran, "), "{}", again.text());
+}
+
+/// The id of the running job named for `node`, once there is one.
+fn running_job(node: &str, timeout: Duration) -> Option<String> {
+    let name = format!("reasongen-{node}");
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        let out = Command::new("squeue")
+            .args(["-h", "-t", "running", "-o", "%i|%j"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if let Some(id) = text.lines().find_map(|l| {
+            l.split_once('|')
+                .filter(|(_, j)| *j == name)
+                .map(|(i, _)| i.to_string())
+        }) {
+            return Some(id);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// Whether `node`'s events file says it started, in the store's only run.
+fn node_started(store: &Path, node: &str) -> bool {
+    let Ok(runs) = std::fs::read_dir(store.join("runs")) else {
+        return false;
+    };
+    runs.flatten().any(|r| {
+        std::fs::read_to_string(r.path().join("nodes").join(format!("{node}.events.jsonl")))
+            .is_ok_and(|t| t.contains("\"node_started\""))
+    })
+}
+
+#[test]
+fn a_job_killed_mid_node_is_resubmitted_and_nothing_half_written_is_published() {
+    if !slurm() {
+        return;
+    }
+    let p = Project::new();
+    // Enough steps that the SFT node is still running when its job is cancelled.
+    let args = shapes_args(
+        &[
+            "--executor",
+            "slurm",
+            "--slurm-poll-ms",
+            "200",
+            "--set",
+            "sft_rationale.steps=200",
+        ],
+        &["sft_rationale"],
+    );
+    let child = p
+        .cmd(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let job =
+        running_job("sft_rationale", Duration::from_secs(600)).expect("the SFT job never ran");
+    let start = Instant::now();
+    while !node_started(&p.store(), "sft_rationale") {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "the SFT node never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let cancelled = Command::new("scancel").arg(&job).status().unwrap();
+    assert!(cancelled.success());
+    let out = common::Run::from(child.wait_with_output().unwrap()).ok();
+    let text = out.text();
+    assert!(
+        text.contains(&format!("Slurm job {job} ended CANCELLED")) && text.contains("resubmitting"),
+        "{text}"
+    );
+    assert!(digest(&p, "sft_rationale").is_some());
+    verify_clean(&p);
+}
+
+#[test]
+fn a_failed_node_shows_its_jobs_log_tail_and_publishes_nothing() {
+    if !slurm() {
+        return;
+    }
+    let p = Project::new();
+    let args = shapes_args(
+        &[
+            "--executor",
+            "slurm",
+            "--slurm-poll-ms",
+            "200",
+            "--slurm-retries",
+            "1",
+        ],
+        &["scenes"],
+    );
+    // Jobs inherit the controller's environment: each one aborts after the stage runs,
+    // before anything is published.
+    let out = common::Run::from(
+        p.cmd(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            .env("REASONGEN_FAULT", "node.after_run:scenes")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(out.code, Some(1), "{}", out.text());
+    let text = out.text();
+    assert!(text.contains("failed node `scenes`"), "{text}");
+    assert!(text.contains("after 2 attempt(s)"), "{text}");
+    assert!(
+        text.contains("fault injected at node.after_run (scenes): aborting"),
+        "the job's log tail is not in the output:\n{text}"
+    );
+    assert_eq!(digest(&p, "scenes"), None);
+    verify_clean(&p);
+}
+
+/// The state Slurm gives job `id` (`squeue -t all`).
+fn job_state(id: &str) -> String {
+    let out = Command::new("squeue")
+        .args(["-h", "-t", "all", "-j", id, "-o", "%T"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn ctrl_c_cancels_the_runs_jobs() {
+    if !slurm() {
+        return;
+    }
+    let p = Project::new();
+    let args = shapes_args(
+        &[
+            "--executor",
+            "slurm",
+            "--slurm-poll-ms",
+            "200",
+            "--set",
+            "sft_rationale.steps=200",
+        ],
+        &["sft_rationale"],
+    );
+    let child = p
+        .cmd(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let job =
+        running_job("sft_rationale", Duration::from_secs(600)).expect("the SFT job never ran");
+    // SAFETY: sending SIGINT to the child this test started.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = common::Run::from(child.wait_with_output().unwrap());
+    assert_eq!(out.code, Some(130), "{}", out.text());
+    assert!(out.text().contains("cancelled"), "{}", out.text());
+    let start = Instant::now();
+    loop {
+        let state = job_state(&job);
+        if state == "CANCELLED" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "job {job} is {state} after the run was interrupted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(digest(&p, "sft_rationale"), None);
+    verify_clean(&p);
+}

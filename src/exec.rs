@@ -7,6 +7,7 @@ use pipeline::Store;
 use pipeline::console::{Console, ConsoleMode};
 use pipeline::executor::slurm::{SlurmOptions, SlurmRunner};
 use pipeline::executor::{LocalRunner, NodeRunner, Outcome};
+use pipeline::shard::Shard;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,6 +22,10 @@ pub struct ExecNodeArgs {
     /// The node's id.
     #[arg(long)]
     node: String,
+    /// Only this shard `k/n` of the node's items, into the item memo, publishing
+    /// nothing (a shardable node's Slurm array task; the node's own run publishes).
+    #[arg(long, value_name = "K/N", value_parser = Shard::parse)]
+    shard: Option<Shard>,
 }
 
 /// Where a run's nodes run.
@@ -52,6 +57,11 @@ pub struct ExecutorArgs {
     /// Time limit of each job, in minutes (the partition's default if unset).
     #[arg(long, value_name = "MINUTES")]
     slurm_time: Option<u32>,
+    /// Run each node whose stage splits its items into shards (LLM stages) as a
+    /// Slurm job array of this many shard tasks, then its own job, which finds every
+    /// item memoised and publishes (1: no array).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    slurm_shards: u32,
     /// Resubmissions of a job that ended without its node's result.
     #[arg(long, default_value_t = 2)]
     slurm_retries: u32,
@@ -79,6 +89,7 @@ impl ExecutorArgs {
             mem_mb: self.slurm_mem_mb,
             time_minutes: self.slurm_time,
             retries: self.slurm_retries,
+            shards: self.slurm_shards,
             poll: Duration::from_millis(self.slurm_poll_ms.max(50)),
         })))
     }
@@ -124,6 +135,7 @@ pub fn exec_node(store_dir: &Path, quiet: bool, args: ExecNodeArgs) -> Result<Ex
             &registry,
             &args.run,
             &args.node,
+            args.shard,
             console.clone(),
             cancel,
         )

@@ -2,7 +2,8 @@
 //! `pipeline/tests/s3/moto.rs`): part of the shapes recipe runs against the bucket and
 //! gives the same artifact digests as on a local store; a second machine (another
 //! cache) finds it all fresh; `verify` and `gc` work on the bucket; the secret key
-//! appears in no output and no file of the cache.
+//! appears in no output and no file of the cache. Two controllers running the same
+//! recipe at once on one bucket compute each node once and leave it clean.
 
 mod common;
 #[path = "../pipeline/tests/s3/moto.rs"]
@@ -10,7 +11,6 @@ mod moto;
 
 use common::{Project, Run, repo, walk};
 use std::collections::BTreeMap;
-use std::process::Command;
 
 const SECRET: &str = "not-a-real-secret-7f3a9c";
 
@@ -31,14 +31,10 @@ const PART: &[&str] = &[
 
 /// `reasongen --store <store>` with the cache `cache`, in the project folder.
 fn reasongen(p: &Project, store: &str, cache: &str, args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_reasongen"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .current_dir(p.dir.path())
+    let output = p
+        .cmd_on(store.as_ref(), args)
         .env("REASONGEN_CACHE", p.path(cache))
         .env("AWS_SECRET_ACCESS_KEY", SECRET)
-        .env_remove("REASONGEN_FAULT")
         .output()
         .unwrap();
     Run::from(output)
@@ -110,4 +106,44 @@ fn part_of_the_shapes_recipe_on_s3_matches_the_local_store() {
             assert!(!text.contains(SECRET), "{}", path.display());
         }
     }
+}
+
+#[test]
+fn two_controllers_at_once_on_one_bucket_leave_it_clean() {
+    let Some(m) = moto::moto() else { return };
+    let p = Project::new();
+    let recipe = repo("recipes/shapes.toml").display().to_string();
+    let mut run_args = vec!["run", recipe.as_str()];
+    run_args.extend_from_slice(PART);
+    let url = format!("s3://{}/team", m.bucket("two"));
+    let controllers: Vec<_> = ["cache-a", "cache-b"]
+        .map(|cache| {
+            p.cmd_on(url.as_ref(), &run_args)
+                .env("REASONGEN_CACHE", p.path(cache))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .into_iter()
+        .collect();
+    // Each node is computed once: the other controller waits on its lease and finds it.
+    let mut ran = 0;
+    for c in controllers {
+        let out = Run::from(c.wait_with_output().unwrap()).ok();
+        let text = out.text();
+        let count = text
+            .split_once("succeeded: ")
+            .and_then(|(_, rest)| rest.split_once(" ran")?.0.parse::<u32>().ok())
+            .unwrap_or_else(|| panic!("no summary:\n{text}"));
+        ran += count;
+    }
+    assert_eq!(
+        ran, 3,
+        "the three nodes ran once between the two controllers"
+    );
+    let verify = reasongen(&p, &url, "cache-c", &["verify"]).ok();
+    assert!(verify.stdout.contains(" 0 problems"), "{}", verify.text());
+    let again = reasongen(&p, &url, "cache-c", &run_args).ok();
+    assert!(again.text().contains("0 ran, 3 fresh"), "{}", again.text());
 }

@@ -3,10 +3,14 @@
 //! run's artifacts (the SFT's model, tokenizer and evaluation; its metrics hold
 //! timings); a job killed mid-node is resubmitted and nothing half-written is
 //! published; a node whose jobs fail shows their log in the run's output; Ctrl-C
-//! cancels the run's jobs. Without a cluster the tests are skipped with a reason,
+//! cancels the run's jobs. On an S3 store (moto on loopback), with a cache folder of
+//! the controller's and another of the jobs', the same run gives the local run's
+//! artifacts. Without a cluster the tests are skipped with a reason,
 //! unless `REASONGEN_REQUIRE_SLURM` is set (`.ci/run`).
 
 mod common;
+#[path = "../pipeline/tests/s3/moto.rs"]
+mod moto;
 
 use common::{Project, repo};
 use std::path::Path;
@@ -337,4 +341,306 @@ fn ctrl_c_cancels_the_runs_jobs() {
     }
     assert_eq!(digest(&p, "sft_rationale"), None);
     verify_clean(&p);
+}
+
+/// The counters of `node`'s last `node_counters` or `node_finished` event in `path`.
+fn last_counters(path: &Path, node: &str) -> std::collections::BTreeMap<String, u64> {
+    use pipeline::events::Event;
+    let events = pipeline::events::read_events(path).unwrap();
+    events
+        .iter()
+        .rev()
+        .find_map(|e| match &e.event {
+            Event::NodeCounters { node: n, counters }
+            | Event::NodeFinished {
+                node: n, counters, ..
+            } if n == node => Some(counters.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no counters of `{node}` in {}", path.display()))
+}
+
+/// The rows an LLM node's process resolved: answered, found in the memo, the same as
+/// an earlier row, or failed.
+fn seen_rows(counters: &std::collections::BTreeMap<String, u64>) -> u64 {
+    [
+        "llm_answered",
+        "llm_memo_hits",
+        "llm_duplicate_rows",
+        "llm_failed_rows",
+    ]
+    .iter()
+    .map(|n| counters.get(*n).copied().unwrap_or(0))
+    .sum()
+}
+
+/// The rows `node` published, from its `node_finished` event in `path`.
+fn finished_rows(path: &Path, node: &str) -> u64 {
+    use pipeline::events::Event;
+    let events = pipeline::events::read_events(path).unwrap();
+    events
+        .iter()
+        .find_map(|e| match &e.event {
+            Event::NodeFinished { node: n, rows, .. } if n == node => *rows,
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("`{node}` published no rows in {}", path.display()))
+}
+
+#[test]
+fn a_shardable_node_runs_as_an_array_of_shards_then_publishes_the_local_result() {
+    if !slurm() {
+        return;
+    }
+    // The local executor ignores the flag: the node runs whole, in one process.
+    let local = Project::new();
+    run_args(
+        &local,
+        &shapes_args(&["--slurm-shards", "3"], &["captions"]),
+    )
+    .ok();
+    let local_run = only_run(&local);
+    let rows = finished_rows(&local_run.join("events.jsonl"), "captions");
+    let whole = last_counters(&local_run.join("events.jsonl"), "captions");
+    assert_eq!(seen_rows(&whole), rows, "{whole:?}");
+    let shard_files = std::fs::read_dir(local_run.join("nodes"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("shard"))
+        .count();
+    assert_eq!(shard_files, 0);
+
+    let remote = Project::new();
+    let out = run_args(
+        &remote,
+        &shapes_args(
+            &[
+                "--executor",
+                "slurm",
+                "--slurm-poll-ms",
+                "200",
+                "--slurm-shards",
+                "3",
+            ],
+            &["captions"],
+        ),
+    )
+    .ok();
+    let text = out.text();
+    assert!(text.contains("shard task(s) 0,1,2 of 3"), "{text}");
+    assert!(text.contains("every shard's items are memoised"), "{text}");
+    // One array, once: `scenes` is not shardable, and no shard task failed.
+    assert_eq!(
+        text.matches("submitted: shard task(s)").count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(digest(&remote, "captions"), digest(&local, "captions"));
+    assert!(digest(&local, "captions").is_some());
+
+    // Each of the 3 array tasks answered a nonempty part of the rows; together they
+    // saw every row once and answered no request twice.
+    let run = only_run(&remote);
+    let nodes = run.join("nodes");
+    let (mut seen, mut answered) = (0, 0);
+    for k in 0..3 {
+        let name = format!("captions.shard-{k}-of-3");
+        assert!(
+            nodes.join(format!("{name}.done")).exists(),
+            "shard {k} not done"
+        );
+        let c = last_counters(&nodes.join(format!("{name}.events.jsonl")), "captions");
+        let shard_answered = c.get("llm_answered").copied().unwrap_or(0);
+        assert!(shard_answered > 0, "shard {k} answered nothing: {c:?}");
+        answered += shard_answered;
+        seen += seen_rows(&c);
+    }
+    assert_eq!(seen, rows);
+    let store = pipeline::Store::open(&remote.store()).unwrap();
+    assert_eq!(answered, store.memo("llm.chat").unwrap().len().unwrap());
+    // The node's own job (the merge) found every item memoised and sent nothing.
+    let merge = last_counters(&run.join("events.jsonl"), "captions");
+    assert_eq!(
+        merge.get("llm_requests").copied().unwrap_or(0),
+        0,
+        "{merge:?}"
+    );
+    assert_eq!(
+        merge.get("llm_answered").copied().unwrap_or(0),
+        0,
+        "{merge:?}"
+    );
+    assert_eq!(finished_rows(&run.join("events.jsonl"), "captions"), rows);
+    assert!(!nodes.join("scenes.shard-0-of-3.done").exists());
+    verify_clean(&remote);
+}
+
+/// The shapes data path and the short SFT as Slurm jobs on an S3 store give the local
+/// run's artifacts. The controller and the jobs each have their own cache folder
+/// (`SBATCH_EXPORT` gives the jobs theirs), so the node descriptions, their events and
+/// the artifacts can only pass through the bucket.
+#[test]
+fn slurm_jobs_on_an_s3_store_give_the_local_runs_artifacts() {
+    if !slurm() {
+        return;
+    }
+    let Some(m) = moto::moto() else { return };
+    let targets = ["release", "sft_rationale"];
+    let local = Project::new();
+    run_args(&local, &shapes_args(&[], &targets)).ok();
+    let p = Project::new();
+    let url = format!("s3://{}/team", m.bucket("slurm"));
+    let args = shapes_args(&["--executor", "slurm", "--slurm-poll-ms", "200"], &targets);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (controller, jobs) = (p.path("cache-controller"), p.path("cache-jobs"));
+    let out = common::Run::from(
+        p.cmd_on(url.as_ref(), &args)
+            .env("REASONGEN_CACHE", &controller)
+            .env(
+                "SBATCH_EXPORT",
+                format!("ALL,REASONGEN_CACHE={}", jobs.display()),
+            )
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    assert!(out.text().contains("succeeded"), "{}", out.text());
+
+    let s3 = pipeline::Store::open_with(
+        url.as_ref(),
+        pipeline::store::StoreOptions {
+            cache: Some(p.path("cache-test")),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let on_s3 = |node: &str| s3.get_ref("shapes", node).unwrap().map(|r| r.digest);
+    for node in NODES {
+        assert!(digest(&local, node).is_some(), "local run has no `{node}`");
+        assert_eq!(
+            on_s3(node),
+            digest(&local, node),
+            "`{node}` differs between the local run and the Slurm run on S3"
+        );
+    }
+    let sft = on_s3("sft_rationale").expect("the SFT's ref");
+    s3.manifest(&sft).unwrap();
+    for file in SFT_FILES {
+        assert!(
+            artifact_file(&local, "sft_rationale", file)
+                == std::fs::read(s3.object_dir(&sft).join(file)).unwrap(),
+            "the SFT's {file} differs between the local run and the Slurm run on S3"
+        );
+    }
+
+    // The jobs wrote their events in their own cache, and the controller merged them
+    // from the bucket into the run's log in its cache.
+    let runs: Vec<_> = std::fs::read_dir(controller.join("runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let events =
+        pipeline::events::read_events(&controller.join("runs").join(&runs[0]).join("events.jsonl"))
+            .unwrap();
+    for node in NODES.iter().chain(&["sft_rationale"]) {
+        let finished = events.iter().any(|e| {
+            matches!(&e.event, pipeline::events::Event::NodeFinished { node: n, .. } if n == node)
+        });
+        assert!(
+            finished,
+            "no node_finished for `{node}` in the run's events"
+        );
+        let job_events = jobs
+            .join("runs")
+            .join(&runs[0])
+            .join("nodes")
+            .join(format!("{node}.events.jsonl"));
+        assert!(job_events.is_file(), "{} is missing", job_events.display());
+    }
+    let verify = common::Run::from(
+        p.cmd_on(url.as_ref(), &["verify"])
+            .env("REASONGEN_CACHE", &controller)
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    assert!(verify.stdout.contains(": 0 problems"), "{}", verify.text());
+}
+
+/// Every f32 tensor of a safetensors file, by name.
+fn f32_tensors(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<f32>> {
+    let st = safetensors::SafeTensors::deserialize(bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .filter(|(_, t)| t.dtype() == safetensors::Dtype::F32)
+        .map(|(name, t)| {
+            let values = t
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            (name, values)
+        })
+        .collect()
+}
+
+/// A data-parallel SFT node (`data_parallel = { backend = "mpi", ranks = 2 }`) is one
+/// job of two tasks that `srun` starts, Open MPI meeting through Slurm's PMIx
+/// (`SLURM_MPI_TYPE=pmix`, which `srun` reads from the job's environment); rank 0
+/// publishes, and the model is a one-rank run's.
+#[test]
+fn a_two_rank_sft_runs_as_two_slurm_tasks_and_trains_the_one_rank_model() {
+    if !slurm() {
+        return;
+    }
+    let sft = |ranks: &'static str| {
+        [
+            "sft_rationale.threads=1",
+            "sft_rationale.grad_accum=2",
+            "sft_rationale.data_parallel.backend=\"mpi\"",
+            ranks,
+        ]
+        .iter()
+        .flat_map(|s| ["--set", s])
+        .collect::<Vec<_>>()
+    };
+    let one = Project::new();
+    run_args(
+        &one,
+        &shapes_args(
+            &sft("sft_rationale.data_parallel.ranks=1"),
+            &["sft_rationale"],
+        ),
+    )
+    .ok();
+    let two = Project::new();
+    let mut extra = sft("sft_rationale.data_parallel.ranks=2");
+    extra.extend(["--executor", "slurm", "--slurm-poll-ms", "200"]);
+    let args = shapes_args(&extra, &["sft_rationale"]);
+    let out = common::Run::from(
+        two.cmd(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            .env("SLURM_MPI_TYPE", "pmix")
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    assert!(out.text().contains("succeeded"), "{}", out.text());
+    let (a, b) = (
+        f32_tensors(&artifact_file(&one, "sft_rationale", "model.safetensors")),
+        f32_tensors(&artifact_file(&two, "sft_rationale", "model.safetensors")),
+    );
+    assert!(!a.is_empty());
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    let worst = a
+        .iter()
+        .flat_map(|(name, x)| x.iter().zip(&b[name]).map(|(x, y)| (x - y).abs()))
+        .fold(0f32, f32::max);
+    assert!(
+        worst < 1e-4,
+        "the two-rank model differs from the one-rank model by {worst}"
+    );
+    verify_clean(&two);
 }

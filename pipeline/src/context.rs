@@ -7,6 +7,7 @@ use crate::digest::Digest;
 use crate::events::{Event, EventSink};
 use crate::memo::Memo;
 use crate::progress::Progress;
+use crate::shard::Shard;
 use crate::stage::StageError;
 use crate::store::{Held, HeldFile, Hold, Store};
 use std::collections::BTreeMap;
@@ -56,6 +57,9 @@ pub struct StageContext {
     /// The run's money cap (`reasongen run --budget-usd`), shared by every node that
     /// spends; each spender also keeps its own.
     pub run_budget: Option<Arc<Budget>>,
+    /// The one shard of the node's items this process does (a shardable stage skips
+    /// the others and its output is discarded); `None` for the whole node.
+    pub shard: Option<Shard>,
     pub(crate) inputs: BTreeMap<String, Vec<InputArtifact>>,
     pub(crate) events: EventSink,
     pub(crate) store: Store,

@@ -23,6 +23,7 @@ pub mod program;
 pub mod progress;
 pub mod recipe;
 pub mod registry;
+pub mod shard;
 pub mod stage;
 pub mod store;
 

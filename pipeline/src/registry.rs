@@ -68,6 +68,7 @@ pub trait PreparedNode: Send + Sync {
     ) -> Result<Vec<(String, Digest)>, StageError>;
     fn run(&self, ctx: StageContext) -> BoxFuture<Result<Output, StageError>>;
     fn spends(&self) -> bool;
+    fn shardable(&self) -> bool;
     fn estimate(&self, ctx: &EstimateContext) -> Result<Option<SpendEstimate>, StageError>;
 }
 
@@ -122,6 +123,9 @@ impl<S: Stage> PreparedNode for Prepared<S> {
     }
     fn spends(&self) -> bool {
         S::SPENDS
+    }
+    fn shardable(&self) -> bool {
+        S::SHARDABLE
     }
     fn estimate(&self, ctx: &EstimateContext) -> Result<Option<SpendEstimate>, StageError> {
         S::estimate(&self.config, ctx)

@@ -242,6 +242,10 @@ pub trait Stage: Send + Sync + 'static {
     const USES_SEED: bool = false;
     /// Whether the stage spends money (then `reasongen plan` asks for its estimate).
     const SPENDS: bool = false;
+    /// Whether the node's item work splits by item key: run with `ctx.shard` set, the
+    /// stage fills the item memo for that shard's items only, and its output is
+    /// discarded; run without, it finds them memoised (`pipeline::shard`).
+    const SHARDABLE: bool = false;
 
     /// Resources one node of this config holds while running.
     fn resources(_config: &Self::Config) -> Resources {

@@ -38,6 +38,7 @@ impl NodeRunner for InProcessRemote {
                 &registry(),
                 env.run_id(),
                 &job.spec.node,
+                None,
                 Console::new(ConsoleMode::Quiet),
                 CancellationToken::new(),
             )
@@ -158,6 +159,7 @@ fn a_description_whose_key_does_not_match_this_binary_is_refused() {
             &registry(),
             &summary.run_id,
             "a",
+            None,
             Console::new(ConsoleMode::Quiet),
             CancellationToken::new(),
         ))
@@ -173,12 +175,37 @@ fn a_description_whose_key_does_not_match_this_binary_is_refused() {
             &registry(),
             &summary.run_id,
             "nope",
+            None,
             Console::new(ConsoleMode::Quiet),
             CancellationToken::new(),
         ))
         .unwrap_err()
         .to_string();
     assert!(missing.contains("node `nope`"), "{missing}");
+}
+
+#[test]
+fn a_shard_of_a_node_whose_stage_does_not_shard_is_refused() {
+    let (_d, store) = store();
+    let (summary, _) = run_through(Arc::new(InProcessRemote), &store, CHAIN, &registry(), CPUS);
+    let shard = pipeline::shard::Shard::new(1, 3).unwrap();
+    let err = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(exec_node(
+            store.clone(),
+            &registry(),
+            &summary.run_id,
+            "a",
+            Some(shard),
+            Console::new(ConsoleMode::Quiet),
+            CancellationToken::new(),
+        ))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("node `a`") && err.contains("does not split its work into shards"),
+        "{err}"
+    );
 }
 
 /// `test.gpu`: holds `gpus` GPUs for `hold_ms` and writes the ordinals it was given.

@@ -35,9 +35,15 @@ impl Project {
 
     /// A `reasongen` command in the project folder, on the project's store.
     pub fn cmd(&self, args: &[&str]) -> Command {
+        self.cmd_on(self.store().as_os_str(), args)
+    }
+
+    /// A `reasongen` command in the project folder, on `store` (a folder or an
+    /// `s3://` URL).
+    pub fn cmd_on(&self, store: &std::ffi::OsStr, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_reasongen"));
         c.arg("--store")
-            .arg(self.store())
+            .arg(store)
             .args(args)
             .current_dir(self.dir.path())
             .env_remove("REASONGEN_FAULT")

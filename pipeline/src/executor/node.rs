@@ -1,6 +1,6 @@
 //! Running one node, the single code path every runner ends in: the node's
-//! serialisable description ([`NodeSpec`], written to `runs/<run>/nodes/<node>.json`
-//! for other processes), the environment a run gives its nodes ([`RunEnv`]), and
+//! serialisable description ([`NodeSpec`], the run file `nodes/<node>.json` that
+//! other processes read), the environment a run gives its nodes ([`RunEnv`]), and
 //! [`execute`]: take the node lock, look again, run the stage into a private folder,
 //! publish, record the key, move the ref. Deciding what runs is the scheduler's job.
 
@@ -14,6 +14,7 @@ use crate::faults::fault_point_for;
 use crate::key::KeyInputs;
 use crate::progress::Progress;
 use crate::registry::PreparedNode;
+use crate::shard::Shard;
 use crate::stage::StageError;
 use crate::store::{KeyRecord, NodeLock, Ref, Store, TmpLease};
 use serde::{Deserialize, Serialize};
@@ -48,33 +49,29 @@ impl NodeSpec {
         self.key.run_key()
     }
 
-    /// Where the description of `node` of run `run_id` lives.
-    pub fn path(store: &Store, run_id: &str, node: &str) -> PathBuf {
-        nodes_dir(store, run_id).join(format!("{node}.json"))
-    }
-
-    /// Write the description where [`Self::load`] finds it (atomically).
-    pub fn save(&self, store: &Store, run_id: &str) -> Result<PathBuf, StageError> {
-        let path = Self::path(store, run_id, &self.node);
-        let dir = nodes_dir(store, run_id);
-        std::fs::create_dir_all(&dir).map_err(|e| StageError::from(e).context(dir.display()))?;
-        let tmp = path.with_extension(format!("json.{}", std::process::id()));
+    /// Write the description where [`Self::load`] finds it, in any process that opens
+    /// the store (a run file: on S3 also in the bucket).
+    pub fn save(&self, store: &Store, run_id: &str) -> Result<(), StageError> {
+        let name = spec_file(&self.node);
         let text = serde_json::to_vec_pretty(self).expect("specs serialise");
-        std::fs::write(&tmp, text).map_err(|e| StageError::from(e).context(tmp.display()))?;
-        std::fs::rename(&tmp, &path).map_err(|e| StageError::from(e).context(path.display()))?;
-        Ok(path)
+        store.put_run_file(run_id, &name, &text).map_err(|e| {
+            StageError::from(e).context(format!(
+                "writing the description of node `{}` of run {run_id}",
+                self.node
+            ))
+        })
     }
 
     pub fn load(store: &Store, run_id: &str, node: &str) -> Result<NodeSpec, StageError> {
-        let path = Self::path(store, run_id, node);
-        let text = std::fs::read(&path).map_err(|e| {
-            StageError::from(e).context(format!(
-                "reading the description of node `{node}` of run {run_id} ({})",
-                path.display()
-            ))
-        })?;
+        let name = spec_file(node);
+        let what =
+            format!("the description of node `{node}` of run {run_id} (runs/{run_id}/{name})");
+        let text = store
+            .get_run_file(run_id, &name)
+            .map_err(|e| StageError::from(e).context(format!("reading {what}")))?
+            .ok_or_else(|| StageError::msg(format!("{what} is not in the store")))?;
         serde_json::from_slice(&text)
-            .map_err(|e| StageError::from(e).context(format!("parsing {}", path.display())))
+            .map_err(|e| StageError::from(e).context(format!("parsing {what}")))
     }
 
     /// The input artifacts bound to each input name.
@@ -103,9 +100,15 @@ impl NodeSpec {
     }
 }
 
-/// Folder of a run's node descriptions, per-node event files and job logs.
-pub fn nodes_dir(store: &Store, run_id: &str) -> PathBuf {
-    store.run_dir(run_id).join("nodes")
+/// The run file (see [`Store::put_run_file`]) of `node`'s description.
+fn spec_file(node: &str) -> String {
+    format!("nodes/{node}.json")
+}
+
+/// The run file of the events a process running `node` alone writes (every attempt
+/// appends).
+pub fn events_file(node: &str) -> String {
+    format!("nodes/{node}.events.jsonl")
 }
 
 /// What a run gives each of its nodes, in the process that runs them.
@@ -177,12 +180,14 @@ pub(crate) fn update_ref(
 }
 
 /// Which process of a node this is: the only one or rank 0 of a data-parallel node
-/// (it holds the node lock and publishes), or another rank (it runs the stage beside
-/// rank 0 and publishes nothing).
+/// (it holds the node lock and publishes), another rank (it runs the stage beside
+/// rank 0 and publishes nothing), or one shard of a shardable node's items (it fills
+/// the item memo for them and publishes nothing; the node's own run publishes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rank {
     Leader,
     Follower(u32),
+    Shard(Shard),
 }
 
 /// Run the node described by `spec` with `threads` threads and the GPU ordinals
@@ -200,7 +205,7 @@ pub async fn execute(
 
     // Only one process computes a key at a time; the others wait and then find it.
     let lock = match rank {
-        Rank::Follower(_) => None,
+        Rank::Follower(_) | Rank::Shard(_) => None,
         Rank::Leader => match lock_or_find(env, spec).await? {
             Ok(lock) => Some(lock),
             Err(found) => return Ok(found),
@@ -245,6 +250,10 @@ pub async fn execute(
         progress: progress.clone(),
         cancel: env.cancel.child_token(),
         run_budget: env.run_budget.clone(),
+        shard: match rank {
+            Rank::Shard(s) => Some(s),
+            _ => None,
+        },
         inputs: in_arts,
         events: env.events.clone(),
         store: env.store.clone(),
@@ -273,11 +282,26 @@ pub async fn execute(
             return Err(e);
         }
     };
-    if let Rank::Follower(r) = rank {
-        let _ = std::fs::remove_dir_all(&work);
-        return Ok(Outcome::Skipped {
-            reason: format!("rank {r} of a data-parallel node: rank 0 publishes"),
-        });
+    match rank {
+        Rank::Leader => {}
+        Rank::Follower(r) => {
+            let _ = std::fs::remove_dir_all(&work);
+            return Ok(Outcome::Skipped {
+                reason: format!("rank {r} of a data-parallel node: rank 0 publishes"),
+            });
+        }
+        Rank::Shard(shard) => {
+            let _ = std::fs::remove_dir_all(&work);
+            env.events.emit(Event::NodeCounters {
+                node: node.to_string(),
+                counters: tally.snapshot(),
+            });
+            return Ok(Outcome::Skipped {
+                reason: format!(
+                    "shard {shard} of its items memoised; the node's own run publishes"
+                ),
+            });
+        }
     }
     fault_point_for("node.after_run", node);
 

@@ -8,7 +8,7 @@
 //!   keys/ab/<run key>.json    run key → digest, with the lineage behind the key
 //!   refs/<recipe>/<node>.json latest artifact of each recipe node
 //!   memo/memo.sqlite    item-level memo (see `crate::memo`)
-//!   runs/<run id>/      events.jsonl and logs of one run
+//!   runs/<run id>/      events.jsonl and logs of one run (files other processes read: [`run_files`])
 //!   locks/<run key>/gen-<n>  node leases, held while a node is computed ([`lease`])
 //!   checkpoints/<run key>/  training checkpoints of a node run in progress
 //!   tmp/<run id>/       work in progress; published by rename, never read by others
@@ -34,6 +34,7 @@
 //! keys/<run key>.json          put-if-absent: the first writer wins, a loser reads it
 //! refs/<recipe>/<node>.json    moved by compare-and-swap on the ETag
 //! memo/<namespace>/<id>.seg    item memo, many records per segment ([`memo_log`])
+//! runs/<run id>/nodes/…        node descriptions and events shared with jobs ([`run_files`])
 //! locks/<run key>/gen-<n>      node leases ([`lease`])
 //! ```
 //!
@@ -51,6 +52,7 @@ mod lease;
 mod lock;
 mod memo_log;
 mod remote;
+mod run_files;
 pub(crate) use lock::clean_abandoned_tmp;
 mod objects;
 mod refs;

@@ -21,8 +21,10 @@ use datasets::table::TableReader;
 use eval::vlm::{checkable, start_builtin};
 use llm::config::{Executor, LlmConfig, Policy};
 use llm::cost::TokenCounter;
+use llm::failure::Job;
 use llm::{Session, batch, online};
 use pipeline::estimate::{EstimateContext, SpendEstimate};
+use pipeline::shard::Shard;
 use pipeline::{
     ArtifactType, Bindings, InputSpec, Output, OutputDecl, Resources, Stage, StageContext,
     StageError,
@@ -61,6 +63,7 @@ impl<T: Task> Stage for LlmStage<T> {
     const INPUTS: &'static [InputSpec] = T::INPUTS;
     const OUTPUT: OutputDecl = OutputDecl::Fixed(ArtifactType::table("rationale"));
     const SPENDS: bool = true;
+    const SHARDABLE: bool = true;
 
     fn resources(config: &LlmConfig) -> Resources {
         Resources {
@@ -120,6 +123,10 @@ async fn run<T: Task>(config: &LlmConfig, ctx: &Arc<StageContext>) -> Result<Out
     let keys = ctx.scratch_dir.join("keys.txt");
     let (tx, rx) = mpsc::channel(concurrency.clamp(16, 256));
     let reading = reader::start::<T>(input.clone(), shape.clone(), keys.clone(), tx);
+    let rx = match ctx.shard {
+        Some(shard) => shard_jobs(rx, shard, concurrency),
+        None => rx,
+    };
     let mut reporter = JoinSet::new();
     reporter.spawn(llm::session_report(session.clone(), config.progress_secs));
     let collected = match config.executor {
@@ -143,6 +150,15 @@ async fn run<T: Task>(config: &LlmConfig, ctx: &Arc<StageContext>) -> Result<Out
         session.log(format!("stopped sending: {stop}"));
     }
     session.ledger.publish(ctx);
+    if let Some(shard) = ctx.shard {
+        // The node's own run assembles the tables from the memo.
+        ctx.log(format!("shard {shard}: its rows' answers are in the memo"));
+        return Ok(Output {
+            rows: None,
+            schema: None,
+            meta: serde_json::Value::Null,
+        });
+    }
 
     // Pass 2: the tables.
     let stop = collected.stop.clone();
@@ -175,6 +191,20 @@ async fn run<T: Task>(config: &LlmConfig, ctx: &Arc<StageContext>) -> Result<Out
         schema: assembled.summary.schema_id.clone(),
         meta,
     })
+}
+
+/// The jobs of `jobs` whose request keys are `shard`'s; the others are left to the
+/// other shards.
+fn shard_jobs(mut jobs: mpsc::Receiver<Job>, shard: Shard, capacity: usize) -> mpsc::Receiver<Job> {
+    let (tx, rx) = mpsc::channel(capacity.clamp(16, 256));
+    tokio::spawn(async move {
+        while let Some(job) = jobs.recv().await {
+            if shard.holds(&job.key) && tx.send(job).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 fn apply_policy(

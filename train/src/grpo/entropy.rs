@@ -1,8 +1,10 @@
 //! The adaptive entropy coefficient of ReasonGen-R1 (paper.md §3.3; research/grpo.md
 //! §1.2), one per modality: `α = sinh(ψ)`, kept within ±`max`; the loss adds `α·H`.
-//! Each micro-batch reads α, then moves ψ by one Adam step (torch's defaults: β
-//! (0.9, 0.999), ε 1e-8) on `−sinh(ψ)·(H − H*)` with H the micro-batch's detached mean
-//! entropy, and projects ψ back so that |sinh ψ| ≤ max. So α grows (penalising entropy)
+//! The trainer reads α once per mini-batch (all its micro-batches use it; so the
+//! micro-batches may be trained on different ranks) and after the update moves ψ once
+//! per micro-batch, in order, by one Adam step (torch's defaults: β (0.9, 0.999), ε
+//! 1e-8) on `−sinh(ψ)·(H − H*)` with H the micro-batch's detached mean entropy, and
+//! projects ψ back so that |sinh ψ| ≤ max. So α grows (penalising entropy)
 //! while H is above the target and turns negative (rewarding it) below.
 
 use serde::{Deserialize, Serialize};

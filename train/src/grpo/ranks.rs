@@ -1,15 +1,81 @@
-//! What GRPO's data-parallel ranks exchange beside the gradients: the root's rewards
-//! ([`share_outcomes`]) and the values only the rank that trained a micro-batch knows
-//! ([`merge`]: the entropy readings that move the controllers, the rollout
-//! log-probabilities of the rollout table). Every rank draws the same rollouts (their
-//! randomness is keyed per prompt and sample), so nothing else needs agreeing; which
-//! micro-batches a rank trains is [`crate::dist::share`]'s, the gradient sum the
-//! training core's.
+//! What GRPO's data-parallel ranks exchange beside the gradients: the trajectories
+//! each drew ([`exchange`]), the root's rewards ([`share_outcomes`]) and the values
+//! only the rank that trained a micro-batch knows ([`merge`]: the entropy readings
+//! that move the controllers, the rollout log-probabilities of the rollout table).
+//! Token ids travel as `f32`s, exact below 2^24. Which prompts a rank draws and which
+//! micro-batches it trains is [`crate::dist::share`]'s, the gradient sum the training
+//! core's.
 
 use super::reward::{Outcome, Scored};
+use super::rollout::Trajectory;
 use crate::dist::collective::Collective;
 use crate::janus::error::{JanusError, Result};
 use std::collections::BTreeMap;
+
+/// Every row's trajectory on every rank, each drawn by one rank (`None` on the
+/// others); alone, they must all be drawn.
+pub fn exchange(
+    comm: Option<&dyn Collective>,
+    drawn: Vec<Option<Trajectory>>,
+) -> Result<Vec<Trajectory>> {
+    let Some(comm) = comm else {
+        return drawn
+            .into_iter()
+            .map(|t| t.ok_or_else(|| JanusError::Invalid("a trajectory was not drawn".into())))
+            .collect();
+    };
+    // Each row's drawer count, cap and lengths (prompt, rationale, codes); then the tokens.
+    let mut shape = vec![0.0f32; 5 * drawn.len()];
+    for (row, t) in shape.chunks_mut(5).zip(&drawn) {
+        if let Some(t) = t {
+            let lengths = [t.prompt_ids.len(), t.rationale_ids.len(), t.codes.len()];
+            row.copy_from_slice(&[
+                1.0,
+                f32::from(u8::from(t.capped)),
+                lengths[0] as f32,
+                lengths[1] as f32,
+                lengths[2] as f32,
+            ]);
+        }
+    }
+    comm.all_reduce_sum(&mut shape)?;
+    let rows: Vec<&[f32]> = shape.chunks(5).collect();
+    if let Some(i) = rows.iter().position(|r| r[0] != 1.0) {
+        return Err(JanusError::Invalid(format!(
+            "trajectory {i} was drawn by {} ranks, not one",
+            rows[i][0]
+        )));
+    }
+    let total: usize = rows.iter().map(|r| (r[2] + r[3] + r[4]) as usize).sum();
+    let mut tokens = vec![0.0f32; total];
+    let mut at = 0;
+    for (r, t) in rows.iter().zip(&drawn) {
+        let n = (r[2] + r[3] + r[4]) as usize;
+        if let Some(t) = t {
+            let ids = t.prompt_ids.iter().chain(&t.rationale_ids).chain(&t.codes);
+            for (slot, &id) in tokens[at..at + n].iter_mut().zip(ids) {
+                *slot = id as f32;
+            }
+        }
+        at += n;
+    }
+    comm.all_reduce_sum(&mut tokens)?;
+    let mut rest = tokens.as_slice();
+    let mut take = |n: f32| -> Vec<u32> {
+        let (ids, tail) = rest.split_at(n as usize);
+        rest = tail;
+        ids.iter().map(|&x| x as u32).collect()
+    };
+    Ok(rows
+        .iter()
+        .map(|r| Trajectory {
+            capped: r[1] > 0.0,
+            prompt_ids: take(r[2]),
+            rationale_ids: take(r[3]),
+            codes: take(r[4]),
+        })
+        .collect())
+}
 
 /// The rewards of `n` trajectories as the root scored them (`scored`: the root's
 /// outcomes, `None` on the other ranks), on every rank alike: the reward as an `f32`
@@ -83,8 +149,17 @@ mod tests {
     use crate::dist::threads::group;
     use std::sync::Arc;
 
+    fn trajectory(i: usize) -> Trajectory {
+        Trajectory {
+            prompt_ids: vec![1, 2, 3],
+            rationale_ids: (0..i as u32 * 3).map(|x| 100_000 + x).collect(),
+            capped: i == 1,
+            codes: vec![16_383, i as u32],
+        }
+    }
+
     #[test]
-    fn the_roots_rewards_and_each_ranks_values_reach_every_rank() {
+    fn trajectories_rewards_and_each_ranks_values_reach_every_rank() {
         let ranks: Vec<_> = std::thread::scope(|s| {
             let handles: Vec<_> = group(2)
                 .into_iter()
@@ -107,6 +182,11 @@ mod tests {
                         let mut values = [None, None, None];
                         values[comm.rank()] = Some(comm.rank() as f64 + 0.5);
                         merge(Some(&*comm), &mut values).unwrap();
+                        // Rank r draws row r.
+                        let mut drawn = vec![None, None];
+                        drawn[comm.rank()] = Some(trajectory(comm.rank()));
+                        let all = exchange(Some(&*comm), drawn).unwrap();
+                        assert_eq!(all, vec![trajectory(0), trajectory(1)]);
                         (outcomes, values)
                     })
                 })

@@ -31,7 +31,7 @@ use super::advantage::{advantages, informative};
 use super::config::GrpoConfig;
 use super::entropy::AdaptiveEntropy;
 use super::loss::{LabelValues, MicroBatch, Settings, label_log_probs, loss};
-use super::ranks::{merge, share_outcomes};
+use super::ranks::{exchange, merge, share_outcomes};
 use super::reward::{Item, Outcome, Pending, Rewarder};
 use super::rollout::{RolloutOptions, Trajectory, sample, seed};
 use crate::core::batch::{Batch, Sequence, Weights};
@@ -352,7 +352,8 @@ impl Trainer {
 
     /// Draw one generation batch: `group_size` trajectories of each of the next
     /// `prompts_per_step` prompts, scored. Returns them with the seconds spent drawing
-    /// and waiting for rewards afterwards.
+    /// and waiting for rewards afterwards. On a replica each rank draws the groups of
+    /// its share of the prompts and every rank gets all of them; the root scores them.
     fn generation(&mut self, generation: usize) -> Result<(Vec<Sampled>, f64, f64)> {
         let options = self.rollout_options();
         let (step, seed_of, group) = (self.step, self.config.seed, self.config.group_size);
@@ -362,6 +363,12 @@ impl Trainer {
         let rows: Vec<(usize, usize)> = prompts
             .iter()
             .flat_map(|&p| (0..group).map(move |s| (p, s)))
+            .collect();
+        let (rank, world) = self.stepper.rank_and_world();
+        let places: Vec<usize> = (0..prompts.len()).collect();
+        let mine: Vec<usize> = share(&places, rank, world).copied().collect();
+        let my_rows: Vec<usize> = (0..rows.len())
+            .filter(|i| mine.contains(&(i / group)))
             .collect();
         let start = Instant::now();
         let Trainer {
@@ -375,62 +382,64 @@ impl Trainer {
             ..
         } = self;
         let model = stepper.model()?;
-        let mut drawn: Vec<(usize, usize, Trajectory, Vec<u8>)> = Vec::new();
-        let mut pending: Vec<Pending> = Vec::new();
-        for chunk in rows.chunks(config.rollout_batch) {
+        let mut drawn: Vec<Option<Trajectory>> = vec![None; rows.len()];
+        let mut pngs: Vec<Vec<u8>> = vec![Vec::new(); rows.len()];
+        // Each scored chunk's rows, and its pending rewards.
+        let mut pending: Vec<(Vec<usize>, Pending)> = Vec::new();
+        for chunk in my_rows.chunks(config.rollout_batch) {
             let requests: Vec<(&str, u64)> = chunk
                 .iter()
-                .map(|&(p, s)| {
-                    let prompt = &all[p];
+                .map(|&i| {
+                    let prompt = &all[rows[i].0];
                     (
                         prompt.text.as_str(),
-                        seed(seed_of, step, generation, &prompt.id, s),
+                        seed(seed_of, step, generation, &prompt.id, rows[i].1),
                     )
                 })
                 .collect();
-            let trajectories = sample(model, text, &requests, &options)?;
-            let Some(rewarder) = rewarder else {
-                // Another rank scores them, and writes the rows with their images.
-                drawn.extend(
-                    chunk
-                        .iter()
-                        .zip(trajectories)
-                        .map(|(&(p, s), t)| (p, s, t, vec![])),
-                );
-                continue;
-            };
-            let mut items = Vec::with_capacity(chunk.len());
-            for (&(p, s), t) in chunk.iter().zip(trajectories) {
-                let codes: Vec<u16> = t.codes.iter().map(|&c| c as u16).collect();
-                let image = images.decode(&codes).map_err(JanusError::Invalid)?;
-                drawn.push((p, s, t, png(&image)?));
-                items.push(Item {
-                    prompt: all[p].text.clone(),
-                    record: all[p].record.clone(),
-                    image,
-                });
+            for (&i, t) in chunk.iter().zip(sample(model, text, &requests, &options)?) {
+                drawn[i] = Some(t);
             }
-            let submitted = rewarder.submit(Arc::new(items));
-            if config.overlap {
-                pending.push(submitted);
-            } else {
-                pending.push(Pending::Ready(wait(submitted)?));
+            if let Some(rewarder) = rewarder {
+                let batch = chunk
+                    .iter()
+                    .map(|&i| (i, &all[rows[i].0], drawn[i].as_ref().expect("drawn")));
+                let scoring = score(rewarder, &**images, batch, &mut pngs, config.overlap)?;
+                pending.push((chunk.to_vec(), scoring));
             }
         }
+        let trajectories = exchange(comm.as_deref(), drawn)?;
         let drawing = start.elapsed().as_secs_f64();
-        let start = Instant::now();
-        let mut outcomes = Vec::with_capacity(drawn.len());
-        for p in pending {
-            outcomes.extend(wait(p)?);
+        if let Some(rewarder) = rewarder {
+            // The other ranks' trajectories.
+            let others: Vec<usize> = (0..rows.len()).filter(|i| !my_rows.contains(i)).collect();
+            for chunk in others.chunks(config.rollout_batch) {
+                let batch = chunk
+                    .iter()
+                    .map(|&i| (i, &all[rows[i].0], &trajectories[i]));
+                let scoring = score(rewarder, &**images, batch, &mut pngs, config.overlap)?;
+                pending.push((chunk.to_vec(), scoring));
+            }
         }
-        let scored = rewarder.is_some().then_some(outcomes);
-        let outcomes = share_outcomes(comm.as_deref(), scored, drawn.len())?;
+        let start = Instant::now();
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; rows.len()];
+        for (chunk, p) in pending {
+            for (&i, o) in chunk.iter().zip(wait(p)?) {
+                outcomes[i] = Some(o);
+            }
+        }
+        let scored = rewarder
+            .is_some()
+            .then(|| outcomes.into_iter().map(|o| o.expect("scored")).collect());
+        let outcomes = share_outcomes(comm.as_deref(), scored, rows.len())?;
         let waiting = start.elapsed().as_secs_f64();
-        let sampled = drawn
+        let sampled = rows
             .into_iter()
+            .zip(trajectories)
+            .zip(pngs)
             .zip(outcomes)
             .map(
-                |((prompt, sample, trajectory, image_png), outcome)| Sampled {
+                |((((prompt, sample), trajectory), image_png), outcome)| Sampled {
                     prompt,
                     sample,
                     generation,
@@ -801,6 +810,35 @@ fn row_sums(batch: &Batch, values: &LabelValues) -> Vec<f64> {
         }
     }
     sums
+}
+
+/// Decode the images of `batch`'s trajectories (row, prompt, trajectory), keep their
+/// PNGs in `pngs` by row and start scoring them (waiting for the rewards unless
+/// `overlap`).
+fn score<'a>(
+    rewarder: &Rewarder,
+    images: &dyn ImageTokenizer,
+    batch: impl Iterator<Item = (usize, &'a Prompt, &'a Trajectory)>,
+    pngs: &mut [Vec<u8>],
+    overlap: bool,
+) -> Result<Pending> {
+    let mut items = Vec::new();
+    for (i, prompt, t) in batch {
+        let codes: Vec<u16> = t.codes.iter().map(|&c| c as u16).collect();
+        let image = images.decode(&codes).map_err(JanusError::Invalid)?;
+        pngs[i] = png(&image)?;
+        items.push(Item {
+            prompt: prompt.text.clone(),
+            record: prompt.record.clone(),
+            image,
+        });
+    }
+    let submitted = rewarder.submit(Arc::new(items));
+    Ok(if overlap {
+        submitted
+    } else {
+        Pending::Ready(wait(submitted)?)
+    })
 }
 
 /// A pending score's outcomes, its failure as the trainer's error.

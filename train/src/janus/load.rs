@@ -116,12 +116,23 @@ pub enum DeviceChoice {
 }
 
 impl DeviceChoice {
+    /// The device, a GPU being the first one (a process not placed by an executor).
     pub fn open(self) -> std::result::Result<Device, String> {
+        self.open_granted(&[])
+    }
+
+    /// The device of a node that the executor granted the GPU ordinals `granted`
+    /// (`StageContext::devices`): a GPU is the first of them (CUDA's ordinal 0 when
+    /// none were granted, as under a batch system that renumbers the visible devices).
+    pub fn open_granted(self, granted: &[u32]) -> std::result::Result<Device, String> {
+        let ordinal = cuda_ordinal(granted);
         match self {
             DeviceChoice::Cpu => Ok(Device::Cpu),
-            DeviceChoice::Cuda => Device::new_cuda(0).map_err(|e| format!("no GPU: {e}")),
+            DeviceChoice::Cuda => {
+                Device::new_cuda(ordinal).map_err(|e| format!("no GPU {ordinal}: {e}"))
+            }
             DeviceChoice::Auto if candle_core::utils::cuda_is_available() => {
-                Ok(Device::new_cuda(0).unwrap_or(Device::Cpu))
+                Ok(Device::new_cuda(ordinal).unwrap_or(Device::Cpu))
             }
             DeviceChoice::Auto => Ok(Device::Cpu),
         }
@@ -137,6 +148,11 @@ impl DeviceChoice {
     }
 }
 
+/// The CUDA ordinal a node opens out of the ordinals it was granted.
+fn cuda_ordinal(granted: &[u32]) -> usize {
+    granted.first().map_or(0, |&d| d as usize)
+}
+
 impl std::str::FromStr for DeviceChoice {
     type Err = String;
 
@@ -147,5 +163,31 @@ impl std::str::FromStr for DeviceChoice {
             "cuda" => Ok(DeviceChoice::Cuda),
             other => Err(format!("device `{other}`: auto, cpu or cuda")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gpu_is_the_first_ordinal_the_executor_granted() {
+        // Nothing granted (a process started alone, or a batch job's renumbered
+        // devices): CUDA's first.
+        assert_eq!(cuda_ordinal(&[]), 0);
+        // The local scheduler's second GPU.
+        assert_eq!(cuda_ordinal(&[1]), 1);
+        assert_eq!(cuda_ordinal(&[2, 3]), 2);
+        assert!(matches!(
+            DeviceChoice::Cpu.open_granted(&[3]),
+            Ok(Device::Cpu)
+        ));
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn a_cuda_choice_without_a_gpu_names_the_ordinal() {
+        let e = DeviceChoice::Cuda.open_granted(&[5]).unwrap_err();
+        assert!(e.starts_with("no GPU 5:"), "{e}");
     }
 }

@@ -104,7 +104,10 @@ fn train(
     handle: &tokio::runtime::Handle,
 ) -> Result<Output, StageError> {
     let model_in = ctx.input("model")?;
-    let device = config.device.open().map_err(StageError::msg)?;
+    let device = config
+        .device
+        .open_granted(&ctx.devices)
+        .map_err(StageError::msg)?;
     let model_config = JanusConfig::from_file(&model_in.dir.join("config.json")).map_err(err)?;
     let vq_config = model_config.clone();
     let tokenizer_path = model_in.dir.join("tokenizer.json");
@@ -285,6 +288,10 @@ impl Stage for Grpo {
             gpus: gpu as u32,
             llm_slots: judge_slots(&config.reward),
         }
+    }
+
+    fn ranks(config: &GrpoConfig) -> u32 {
+        u32::try_from(config.data_parallel.ranks).unwrap_or(u32::MAX)
     }
 
     fn validate(config: &GrpoConfig, _: &pipeline::Bindings) -> Result<(), String> {

@@ -46,7 +46,10 @@ fn err(e: impl std::fmt::Display) -> StageError {
 fn train(config: &SftConfig, ctx: &StageContext) -> Result<Output, StageError> {
     let samples = ctx.input("samples")?;
     let model_in = ctx.input("model")?;
-    let device = config.device.open().map_err(StageError::msg)?;
+    let device = config
+        .device
+        .open_granted(&ctx.devices)
+        .map_err(StageError::msg)?;
     let model_config = JanusConfig::from_file(&model_in.dir.join("config.json")).map_err(err)?;
     let vq_config = model_config.clone();
     let tokenizer_path = model_in.dir.join("tokenizer.json");
@@ -210,6 +213,10 @@ impl Stage for Sft {
             gpus: gpu as u32,
             ..Resources::default()
         }
+    }
+
+    fn ranks(config: &SftConfig) -> u32 {
+        u32::try_from(config.data_parallel.ranks).unwrap_or(u32::MAX)
     }
 
     fn validate(config: &SftConfig, _: &pipeline::Bindings) -> Result<(), String> {

@@ -1,12 +1,12 @@
-//! Following a remote node's event file (`exec-node` appends to it): new complete lines
+//! Following a remote node's event file (`exec-node` appends to it and shares it as a
+//! run file, on S3 through the bucket): new complete lines
 //! are merged into the run's event log, and its progress drives the controller's
 //! display. Progress lines are not copied: the controller's own ticker writes them.
 
 use crate::events::{Event, EventRecord};
 use crate::executor::node::RunEnv;
 use crate::progress::Progress;
-use std::io::{Read, Seek, SeekFrom};
-use std::path::PathBuf;
+use crate::store::Store;
 
 /// How the remote process ended the node, as its events say.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -16,7 +16,9 @@ pub enum Finish {
 }
 
 pub struct Follow {
-    path: PathBuf,
+    run_id: String,
+    /// The run file followed.
+    name: String,
     offset: u64,
     partial: Vec<u8>,
     progress: Option<Progress>,
@@ -25,11 +27,13 @@ pub struct Follow {
 }
 
 impl Follow {
-    /// Follow `path` from its current end (earlier runs' lines are not this run's).
-    pub fn new(path: PathBuf) -> Follow {
-        let offset = std::fs::metadata(&path).map_or(0, |m| m.len());
+    /// Follow the run file `name` of run `run_id` from its current end (earlier runs'
+    /// lines are not this run's).
+    pub fn new(store: &Store, run_id: &str, name: String) -> Follow {
+        let offset = shared(store, run_id, &name).map_or(0, |b| b.len() as u64);
         Follow {
-            path,
+            run_id: run_id.to_string(),
+            name,
             offset,
             partial: Vec::new(),
             progress: None,
@@ -45,15 +49,14 @@ impl Follow {
 
     /// Read what was appended and pass it on.
     pub fn pump(&mut self, env: &RunEnv, node: &str) {
-        let Ok(mut f) = std::fs::File::open(&self.path) else {
+        let Some(all) = shared(&env.store, &self.run_id, &self.name) else {
             return;
         };
-        let mut new = Vec::new();
-        if f.seek(SeekFrom::Start(self.offset)).is_err() || f.read_to_end(&mut new).is_err() {
+        let Some(new) = all.get(self.offset as usize..) else {
             return;
-        }
+        };
         self.offset += new.len() as u64;
-        self.partial.extend_from_slice(&new);
+        self.partial.extend_from_slice(new);
         let Some(end) = self.partial.iter().rposition(|&b| b == b'\n') else {
             return;
         };
@@ -64,7 +67,7 @@ impl Follow {
                 Err(e) => env.events.emit(Event::Message {
                     node: node.to_string(),
                     level: "warn".into(),
-                    text: format!("unreadable line in {}: {e}", self.path.display()),
+                    text: format!("unreadable line in {}: {e}", self.name),
                 }),
             }
         }
@@ -109,4 +112,9 @@ impl Follow {
             env.set_active(node, None);
         }
     }
+}
+
+/// What was shared of the run file so far (nothing yet, or unreadable now: try later).
+fn shared(store: &Store, run_id: &str, name: &str) -> Option<Vec<u8>> {
+    store.get_run_file(run_id, name).ok().flatten()
 }

@@ -5,12 +5,12 @@
 //! without the key is resubmitted up to `retries` times, then the node fails with the
 //! tail of the job's log. Cancelling the run `scancel`s its jobs.
 
+pub mod array;
 pub mod follow;
 pub mod queue;
 
 use crate::events::Event;
-use crate::executor::node::{RunEnv, nodes_dir};
-use crate::executor::remote::node_events_path;
+use crate::executor::node::{RunEnv, events_file};
 use crate::executor::{NodeJob, NodeRunner, Outcome};
 use crate::registry::BoxFuture;
 use crate::stage::{Resources, StageError};
@@ -34,8 +34,12 @@ pub struct SlurmOptions {
     pub mem_mb: Option<u64>,
     /// `--time` of every job, in minutes (the partition's default if unset).
     pub time_minutes: Option<u32>,
-    /// Resubmissions of a job that ended without the node's result.
+    /// Resubmissions of a job that ended without the node's result (and of the array
+    /// tasks of shards that ended without their items done).
     pub retries: u32,
+    /// Shards of a shardable node's items, each an array task before the node's own
+    /// job ([`array`]); 1 for none.
+    pub shards: u32,
     /// How often all jobs are polled.
     pub poll: Duration,
 }
@@ -75,15 +79,20 @@ async fn run_as_jobs(
     let node = spec.node.as_str();
     let run_key = spec.run_key();
     spec.save(&env.store, &env.run_id)?;
-    let mut follow = Follow::new(node_events_path(&env.store, &env.run_id, node));
+    let mut follow = Follow::new(&env.store, &env.run_id, events_file(node));
+    if array::wanted(options, &job) {
+        array::run_shards(options, queue, env, &job).await?;
+    }
     let attempts = options.retries + 1;
     for attempt in 1..=attempts {
-        let log = nodes_dir(&env.store, &env.run_id).join(format!("{node}.{attempt}.log"));
+        let log = env
+            .store
+            .run_file_path(&env.run_id, &format!("nodes/{node}.{attempt}.log"));
         let placement = Placement {
             granted: job.granted,
             ranks: job.prepared.ranks(),
         };
-        let id = submit(options, &env.run_id, node, &placement, &log).await?;
+        let id = submit(options, &env.run_id, node, &placement, &log, None).await?;
         message(
             env,
             node,
@@ -180,29 +189,17 @@ pub struct Placement {
     pub ranks: u32,
 }
 
-/// Submit one job for `node`; its id.
+/// Submit one job for `node`, or with `array` (task ids, shard count) a job array
+/// whose tasks each run one shard of its items; its id.
 async fn submit(
     options: &SlurmOptions,
     run_id: &str,
     node: &str,
     placement: &Placement,
     log: &Path,
+    array: Option<(&str, u32)>,
 ) -> Result<String, StageError> {
-    let command = [
-        options.program.display().to_string(),
-        "--store".into(),
-        options.store.clone(),
-        "exec-node".into(),
-        "--run".into(),
-        run_id.to_string(),
-        "--node".into(),
-        node.to_string(),
-    ]
-    .iter()
-    .map(|a| shell_quote(a))
-    .collect::<Vec<_>>()
-    .join(" ");
-    let args = sbatch_args(options, node, placement, log, &command);
+    let args = job_args(options, run_id, node, placement, log, array);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = queue::run("sbatch", &args)
         .await
@@ -216,6 +213,40 @@ async fn submit(
         )));
     }
     Ok(id)
+}
+
+/// The `sbatch` arguments of one job for `node` running `exec-node`, or with `array`
+/// (task ids, shard count) of a job array whose task k runs shard k of its items.
+fn job_args(
+    options: &SlurmOptions,
+    run_id: &str,
+    node: &str,
+    placement: &Placement,
+    log: &Path,
+    array: Option<(&str, u32)>,
+) -> Vec<String> {
+    let mut command = [
+        options.program.display().to_string(),
+        "--store".into(),
+        options.store.clone(),
+        "exec-node".into(),
+        "--run".into(),
+        run_id.to_string(),
+        "--node".into(),
+        node.to_string(),
+    ]
+    .iter()
+    .map(|a| shell_quote(a))
+    .collect::<Vec<_>>()
+    .join(" ");
+    let mut args = Vec::new();
+    if let Some((tasks, count)) = array {
+        // The shell of the batch script expands the task's own id.
+        command.push_str(&format!(" --shard \"${{SLURM_ARRAY_TASK_ID}}/{count}\""));
+        args.push(format!("--array={tasks}"));
+    }
+    args.extend(sbatch_args(options, node, placement, log, &command));
+    args
 }
 
 /// The arguments of `sbatch` for one node: its declared resources and the run's
@@ -318,6 +349,7 @@ mod tests {
             mem_mb: Some(4096),
             time_minutes: None,
             retries: 2,
+            shards: 1,
             poll: Duration::from_secs(1),
         }
     }
@@ -388,6 +420,31 @@ mod tests {
             );
         }
         assert!(!args.iter().any(|a| a.starts_with("--gres")), "{args:?}");
+    }
+
+    #[test]
+    fn a_shard_array_runs_each_task_on_its_own_shard() {
+        let one = Placement {
+            granted: Resources::default(),
+            ranks: 1,
+        };
+        let log = Path::new("l/%a.log");
+        let args = job_args(&options(), "r1", "captions", &one, log, Some(("0,2", 3)));
+        assert_eq!(args[0], "--array=0,2");
+        let wrap = args.iter().find(|a| a.starts_with("--wrap=")).unwrap();
+        assert!(
+            wrap.ends_with(
+                "exec-node --run r1 --node captions --shard \"${SLURM_ARRAY_TASK_ID}/3\""
+            ),
+            "{wrap}"
+        );
+        let whole = job_args(&options(), "r1", "captions", &one, log, None);
+        assert!(
+            !whole
+                .iter()
+                .any(|a| a.starts_with("--array") || a.contains("--shard")),
+            "{whole:?}"
+        );
     }
 
     #[test]

@@ -5,9 +5,11 @@
 //! their probability is exactly 0, unless a row has no key left (a padded query), which
 //! then attends to every key alike as the composite softmax does.
 //!
-//! The forward keeps each row's softmax statistics (maximum and sum, apart: at the
-//! mask's −1e30 a log-sum-exp would lose the sum to rounding) in the op; the backward
-//! recomputes the probabilities from them, row by row (no [B, H, T, S] tensor in either direction).
+//! When a gradient is wanted and the probabilities fit [`KEPT_PROBS`], the forward
+//! keeps them ([B, H, T, S], 0 at masked keys) in the op and the backward reads them.
+//! Otherwise it keeps each row's softmax statistics (maximum and sum, apart: at the
+//! mask's −1e30 a log-sum-exp would lose the sum to rounding) and the backward
+//! recomputes the probabilities from them, row by row.
 //! The output is [B, T, H·D], the layout `o_proj` reads, so no transpose follows.
 
 use super::{View4, axpy, contiguous, cpu, dot};
@@ -18,11 +20,23 @@ use std::sync::OnceLock;
 /// A mask value at or below this means "not attended" (the mask uses −1e30).
 const MASKED_BELOW: f32 = -1e29;
 
+/// The most probabilities (B·H·T·S) the forward keeps for the backward: 64 MiB.
+const KEPT_PROBS: usize = 1 << 24;
+
+/// What the forward leaves the backward.
+enum Saved {
+    /// Every probability, [B, H, T, S].
+    Probs(Vec<f32>),
+    /// (maximum, Σ exp(score − maximum)) of every score row, [B, H, T].
+    Stats(Vec<(f32, f32)>),
+}
+
 struct Attention {
     mask: Tensor,
     scale: f32,
-    /// (maximum, Σ exp(score − maximum)) of every score row, [B, H, T], from the forward.
-    stats: OnceLock<Vec<(f32, f32)>>,
+    /// Whether the forward keeps the probabilities (else the rows' statistics).
+    keep_probs: bool,
+    saved: OnceLock<Saved>,
 }
 
 /// The keys row `mask` lets a query attend (all of them when it lets none).
@@ -91,16 +105,22 @@ impl CustomOp3 for Attention {
             let group = h / kv;
             let mut out = vec![0f32; b * t * h * d];
             let mut stats = vec![(0f32, 0f32); b * h * t];
+            // Every row's probabilities, kept; else one scratch row per batch entry.
+            let per_batch = if self.keep_probs { h * t * s } else { s }.max(1);
+            let mut probs = vec![0f32; b * per_batch];
             out.par_chunks_mut(t * h * d)
                 .zip(stats.par_chunks_mut(h * t))
+                .zip(probs.par_chunks_mut(per_batch))
                 .enumerate()
-                .for_each(|(bi, (out, stats))| {
-                    let (mut keys, mut p) = (Vec::with_capacity(s), vec![0f32; s]);
+                .for_each(|(bi, ((out, stats), probs))| {
+                    let mut keys = Vec::with_capacity(s);
                     for hi in 0..h {
                         let g = hi / group;
                         for i in 0..t {
                             let m = mask.row(bi, 0, i);
                             attended(m, &mut keys);
+                            let row = if self.keep_probs { hi * t + i } else { 0 };
+                            let p = &mut probs[row * s..(row + 1) * s];
                             let qi = q.row(bi, hi, i);
                             let mut max = f32::NEG_INFINITY;
                             for &j in &keys {
@@ -114,14 +134,19 @@ impl CustomOp3 for Attention {
                             }
                             let o = &mut out[(i * h + hi) * d..(i * h + hi + 1) * d];
                             for &j in &keys {
-                                axpy(o, p[j] / sum, v.row(bi, g, j));
+                                p[j] /= sum;
+                                axpy(o, p[j], v.row(bi, g, j));
                             }
                             stats[hi * t + i] = (max, sum);
                         }
                     }
                 });
             // One forward per op: a second would have failed on the same inputs.
-            let _ = self.stats.set(stats);
+            let _ = self.saved.set(if self.keep_probs {
+                Saved::Probs(probs)
+            } else {
+                Saved::Stats(stats)
+            });
             Ok((CpuStorage::F32(out), Shape::from((b, t, h * d))))
         })
     }
@@ -135,7 +160,7 @@ impl CustomOp3 for Attention {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let name = self.name();
-        let Some(stats) = self.stats.get() else {
+        let Some(saved) = self.saved.get() else {
             bail!("{name}: backward before forward")
         };
         let grad = grad.contiguous()?;
@@ -162,25 +187,36 @@ impl CustomOp3 for Attention {
                 )
                 .enumerate()
                 .for_each(|(bi, (dq, (dk, dv)))| {
-                    let mut keys = Vec::with_capacity(s);
+                    let (mut keys, mut scratch) = (Vec::with_capacity(s), vec![0f32; s]);
                     for hi in 0..h {
                         let g = hi / group;
                         for i in 0..t {
-                            let m = mask.row(bi, 0, i);
-                            attended(m, &mut keys);
                             let qi = qv.row(bi, hi, i);
+                            let row = (bi * h + hi) * t + i;
+                            let p = match saved {
+                                Saved::Probs(probs) => &probs[row * s..(row + 1) * s],
+                                Saved::Stats(stats) => {
+                                    let m = mask.row(bi, 0, i);
+                                    attended(m, &mut keys);
+                                    let (max, sum) = stats[row];
+                                    scratch.fill(0.0);
+                                    for &j in &keys {
+                                        let score = dot(qi, kv_.row(bi, g, j)) * self.scale;
+                                        scratch[j] = (score + m[j] - max).exp() / sum;
+                                    }
+                                    &scratch[..]
+                                }
+                            };
                             let at = ((bi * t + i) * h + hi) * d;
                             let (oi, doi) = (&out[at..at + d], &dout[at..at + d]);
-                            let (max, sum) = stats[(bi * h + hi) * t + i];
                             // D_i = dO_i · O_i = Σ_j p_j (dO_i · v_j).
                             let di = dot(doi, oi);
                             let dqi = &mut dq[(hi * t + i) * d..(hi * t + i + 1) * d];
-                            for &j in &keys {
-                                let kj = kv_.row(bi, g, j);
-                                let p = (dot(qi, kj) * self.scale + m[j] - max).exp() / sum;
+                            for (j, &p) in p.iter().enumerate() {
                                 if p == 0.0 {
                                     continue;
                                 }
+                                let kj = kv_.row(bi, g, j);
                                 let ds = p * (dot(doi, vv.row(bi, g, j)) - di) * self.scale;
                                 axpy(dqi, ds, kj);
                                 let row = (g * s + j) * d;
@@ -204,10 +240,26 @@ impl CustomOp3 for Attention {
 /// last dimension) under the additive `mask` [B, 1, T, S], scores scaled by `scale`:
 /// [B, T, H·D] (F32 on the CPU).
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
+    attention_keeping(q, k, v, mask, scale, KEPT_PROBS)
+}
+
+/// [`attention`], keeping the probabilities for the backward only when there are at
+/// most `kept_probs` of them.
+pub(super) fn attention_keeping(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: &Tensor,
+    scale: f64,
+    kept_probs: usize,
+) -> Result<Tensor> {
+    let (b, h, t, _) = q.dims4()?;
+    let wants_grad = q.track_op() || k.track_op() || v.track_op();
     let op = Attention {
         mask: super::last_dim_contiguous(mask)?,
         scale: scale as f32,
-        stats: OnceLock::new(),
+        keep_probs: wants_grad && b * h * t * k.dim(2)? <= kept_probs,
+        saved: OnceLock::new(),
     };
     let last = super::last_dim_contiguous;
     last(q)?.apply_op3(&last(k)?, &last(v)?, op)

@@ -1,6 +1,6 @@
 //! Data-parallel GRPO on the tiny preset with thread ranks: two ranks (with and without
-//! ZeRO-1) take the one-rank steps of a short run — the same rollouts, rewards and
-//! kept groups, the same gradient norms and entropy coefficients, and weights within
+//! ZeRO-1), each drawing half the prompts' groups, take the one-rank steps of a short
+//! run — the same rollouts, rewards and kept groups, the same gradient norms and entropy coefficients, and weights within
 //! tolerance — with only the root writing the rollout tables; the `data_parallel`
 //! setting at one rank leaves the canonical config (so run keys) as it was. The
 //! rewards are the exact shapes judge's on images a test tokenizer draws from the
@@ -230,8 +230,11 @@ fn check(zero1: bool) {
     });
     for (rank, r) in ranks.iter().enumerate() {
         let diff = max_difference(&single.weights, &r.weights);
+        // Sums in another order; AdamW's step on a near-zero gradient (≈ lr) amplifies
+        // that, so the bound is above SFT's and well below the weights' movement
+        // (~4e-3) and a mis-scaled gradient's (~3e-4).
         assert!(
-            diff < 2e-5,
+            diff < 5e-5,
             "zero1 {zero1}, rank {rank}: weights differ by {diff}"
         );
         for (a, b) in single.metrics.iter().zip(&r.metrics) {

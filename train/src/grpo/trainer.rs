@@ -15,10 +15,11 @@
 //!    count; the adaptive entropy coefficients ([`super::entropy`]) are read once per
 //!    mini-batch and move after its update, once per micro-batch in order.
 //!
-//! Data-parallel, every rank draws the same rollouts (their randomness is keyed per
-//! prompt and sample) and builds the same mini- and micro-batches; the root alone
-//! scores them and shares the rewards ([`super::ranks`]), so every rank keeps the same
-//! groups. Rank r trains micro-batches r, r + N, … of each mini-batch, each scaled by
+//! Data-parallel, rank r draws the groups of prompts r, r + N, … of each generation
+//! batch (a trajectory's randomness is keyed per prompt and sample, so it is the same
+//! whichever rank draws it) and every rank gets all of them; the root alone scores them
+//! and shares the rewards ([`super::ranks`]), so every rank keeps the same groups and
+//! builds the same mini- and micro-batches. Rank r trains micro-batches r, r + N, … of each mini-batch, each scaled by
 //! 1 / all its micro-batches, and the gradients are summed over the ranks: the update
 //! is the one-rank update. The entropy readings, the log-probabilities and the
 //! metrics are summed over the ranks too; only the root writes the rollout tables.

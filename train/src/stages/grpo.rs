@@ -11,9 +11,9 @@
 //! again after the checkpoint.
 //!
 //! Data-parallel (`data_parallel`, the ranks launched by `mpirun` or `srun`): every
-//! rank runs this stage and draws the same rollouts; rank 0 alone opens the reward,
-//! evaluates, writes checkpoints and rollouts and publishes the artifact, and the
-//! other ranks exit the process with success once all are done.
+//! rank runs this stage and draws its share of the rollouts; rank 0 alone opens the
+//! reward, evaluates, writes checkpoints and rollouts and publishes the artifact, and
+//! the other ranks exit the process with success once all are done.
 
 use crate::core::harness::{Schedule, Trainer as _, fit};
 use crate::core::params::Params;

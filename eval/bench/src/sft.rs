@@ -33,7 +33,7 @@ use train::sft::data::draw;
 use train::sft::loss::loss_with as sft_loss;
 
 /// Runs of each ops with `--compare`.
-const COMPARE_ROUNDS: usize = 3;
+const COMPARE_ROUNDS: usize = 5;
 
 /// The model's ops (see [`Ops`]).
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

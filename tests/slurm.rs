@@ -219,7 +219,7 @@ fn a_job_killed_mid_node_is_resubmitted_and_nothing_half_written_is_published() 
             "--slurm-poll-ms",
             "200",
             "--set",
-            "sft_rationale.steps=20000",
+            "sft_rationale.steps=200",
         ],
         &["sft_rationale"],
     );

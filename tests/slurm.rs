@@ -18,7 +18,14 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Whether a Slurm cluster answers; a missing one fails when it is required.
-fn slurm() -> bool {
+/// The tests share one cluster and find their jobs by name (`reasongen-<node>`), so
+/// they run one at a time: the guard, while held, is the cluster.
+static CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn slurm() -> Option<std::sync::MutexGuard<'static, ()>> {
+    let cluster = CLUSTER
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let up = Command::new("sinfo")
         .args(["-h", "-o", "%T"])
         .output()
@@ -29,8 +36,9 @@ fn slurm() -> bool {
             "no Slurm cluster answers `sinfo` but REASONGEN_REQUIRE_SLURM is set"
         );
         eprintln!("skipped: no Slurm cluster answers `sinfo` (scripts/ci/slurm.sh starts one)");
+        return None;
     }
-    up
+    Some(cluster)
 }
 
 /// The shapes recipe's data path and a two-step SFT, small.
@@ -119,9 +127,9 @@ fn only_run(p: &Project) -> std::path::PathBuf {
 
 #[test]
 fn slurm_runs_give_the_local_runs_artifacts() {
-    if !slurm() {
+    let Some(_cluster) = slurm() else {
         return;
-    }
+    };
     let local = Project::new();
     run_args(&local, &shapes_args(&[], &["release", "sft_rationale"])).ok();
     let remote = Project::new();
@@ -207,9 +215,9 @@ fn node_started(store: &Path, node: &str) -> bool {
 
 #[test]
 fn a_job_killed_mid_node_is_resubmitted_and_nothing_half_written_is_published() {
-    if !slurm() {
+    let Some(_cluster) = slurm() else {
         return;
-    }
+    };
     let p = Project::new();
     // Enough steps that the SFT node is still running when its job is cancelled.
     let args = shapes_args(
@@ -253,9 +261,9 @@ fn a_job_killed_mid_node_is_resubmitted_and_nothing_half_written_is_published() 
 
 #[test]
 fn a_failed_node_shows_its_jobs_log_tail_and_publishes_nothing() {
-    if !slurm() {
+    let Some(_cluster) = slurm() else {
         return;
-    }
+    };
     let p = Project::new();
     let args = shapes_args(
         &[
@@ -299,9 +307,9 @@ fn job_state(id: &str) -> String {
 
 #[test]
 fn ctrl_c_cancels_the_runs_jobs() {
-    if !slurm() {
+    let Some(_cluster) = slurm() else {
         return;
-    }
+    };
     let p = Project::new();
     let args = shapes_args(
         &[
@@ -389,9 +397,9 @@ fn finished_rows(path: &Path, node: &str) -> u64 {
 
 #[test]
 fn a_shardable_node_runs_as_an_array_of_shards_then_publishes_the_local_result() {
-    if !slurm() {
+    let Some(_cluster) = slurm() else {
         return;
-    }
+    };
     // The local executor ignores the flag: the node runs whole, in one process.
     let local = Project::new();
     run_args(
@@ -482,9 +490,9 @@ fn a_shardable_node_runs_as_an_array_of_shards_then_publishes_the_local_result()
 /// the artifacts can only pass through the bucket.
 #[test]
 fn slurm_jobs_on_an_s3_store_give_the_local_runs_artifacts() {
-    if !slurm() {
+    let Some(_cluster) = slurm() else {
         return;
-    }
+    };
     let Some(m) = moto::moto() else { return };
     let targets = ["release", "sft_rationale"];
     let local = Project::new();
@@ -593,9 +601,9 @@ fn f32_tensors(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<f32>> {
 /// publishes, and the model is a one-rank run's.
 #[test]
 fn a_two_rank_sft_runs_as_two_slurm_tasks_and_trains_the_one_rank_model() {
-    if !slurm() {
+    let Some(_cluster) = slurm() else {
         return;
-    }
+    };
     let sft = |ranks: &'static str| {
         [
             "sft_rationale.threads=1",

@@ -260,24 +260,36 @@ impl Dvc {
     }
 }
 
-pub fn run(args: DagBenchArgs) -> Result<ExitCode> {
-    let tmp;
-    let dir = match &args.dir {
-        Some(d) => {
-            std::fs::create_dir_all(d)?;
-            d.clone()
-        }
-        None => {
-            tmp = tempfile::tempdir()?;
-            tmp.path().to_path_buf()
-        }
-    };
+/// The folder holding the sources and `bench.toml` of a `nodes`-node recipe: `dir`, or a
+/// temporary folder (kept alive by the returned guard).
+pub(crate) fn recipe_folder(
+    dir: Option<&std::path::Path>,
+    nodes: usize,
+    sources: usize,
+    rows: usize,
+) -> Result<(Option<tempfile::TempDir>, std::path::PathBuf)> {
     ensure!(
-        args.sources >= 1 && args.nodes > args.sources,
+        sources >= 1 && nodes > sources,
         "need more nodes than sources"
     );
-    write_sources(&dir, args.sources, args.rows)?;
-    std::fs::write(dir.join("bench.toml"), recipe(args.nodes, args.sources))?;
+    let (tmp, dir) = match dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            (None, d.to_path_buf())
+        }
+        None => {
+            let tmp = tempfile::tempdir()?;
+            let dir = tmp.path().to_path_buf();
+            (Some(tmp), dir)
+        }
+    };
+    write_sources(&dir, sources, rows)?;
+    std::fs::write(dir.join("bench.toml"), recipe(nodes, sources))?;
+    Ok((tmp, dir))
+}
+
+pub fn run(args: DagBenchArgs) -> Result<ExitCode> {
+    let (_tmp, dir) = recipe_folder(args.dir.as_deref(), args.nodes, args.sources, args.rows)?;
     let exe = std::env::current_exe()?;
     let run = |extra: &[&str]| -> Result<(f64, String)> {
         timed(

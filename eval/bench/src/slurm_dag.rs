@@ -7,7 +7,7 @@
 //! It needs a Slurm cluster that can see the work folder (`scripts/ci/slurm.sh` starts
 //! a loopback one).
 
-use crate::dag::{recipe, timed, write_sources};
+use crate::dag::{recipe_folder, timed};
 use anyhow::{Context, Result, ensure};
 use pipeline::events::{Event, read_events};
 use std::collections::BTreeMap;
@@ -140,23 +140,7 @@ pub fn run(args: SlurmDagBenchArgs) -> Result<ExitCode> {
             .is_ok_and(|o| o.status.success()),
         "no Slurm cluster answers `sinfo` (scripts/ci/slurm.sh starts a loopback one)"
     );
-    let tmp;
-    let dir = match &args.dir {
-        Some(d) => {
-            std::fs::create_dir_all(d)?;
-            d.clone()
-        }
-        None => {
-            tmp = tempfile::tempdir()?;
-            tmp.path().to_path_buf()
-        }
-    };
-    ensure!(
-        args.sources >= 1 && args.nodes > args.sources,
-        "need more nodes than sources"
-    );
-    write_sources(&dir, args.sources, args.rows)?;
-    std::fs::write(dir.join("bench.toml"), recipe(args.nodes, args.sources))?;
+    let (_tmp, dir) = recipe_folder(args.dir.as_deref(), args.nodes, args.sources, args.rows)?;
     let exe = std::env::current_exe()?;
     let poll = args.poll_ms.to_string();
     let run = || {

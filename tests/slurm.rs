@@ -213,13 +213,10 @@ fn node_started(store: &Path, node: &str) -> bool {
     })
 }
 
-#[test]
-fn a_job_killed_mid_node_is_resubmitted_and_nothing_half_written_is_published() {
-    let Some(_cluster) = slurm() else {
-        return;
-    };
-    let p = Project::new();
-    // Enough steps that the SFT node is still running when its job is cancelled.
+/// Starts the shapes recipe up to an SFT of `steps` steps under the Slurm executor and
+/// waits for the SFT's job to run: the controller process and the job's id.
+fn start_sft_job(p: &Project, steps: u32) -> (std::process::Child, String) {
+    let steps = format!("sft_rationale.steps={steps}");
     let args = shapes_args(
         &[
             "--executor",
@@ -227,7 +224,7 @@ fn a_job_killed_mid_node_is_resubmitted_and_nothing_half_written_is_published() 
             "--slurm-poll-ms",
             "200",
             "--set",
-            "sft_rationale.steps=200",
+            &steps,
         ],
         &["sft_rationale"],
     );
@@ -239,6 +236,17 @@ fn a_job_killed_mid_node_is_resubmitted_and_nothing_half_written_is_published() 
         .unwrap();
     let job =
         running_job("sft_rationale", Duration::from_secs(600)).expect("the SFT job never ran");
+    (child, job)
+}
+
+#[test]
+fn a_job_killed_mid_node_is_resubmitted_and_nothing_half_written_is_published() {
+    let Some(_cluster) = slurm() else {
+        return;
+    };
+    let p = Project::new();
+    // Enough steps that the SFT node is still running when its job is cancelled.
+    let (child, job) = start_sft_job(&p, 200);
     let start = Instant::now();
     while !node_started(&p.store(), "sft_rationale") {
         assert!(
@@ -311,25 +319,7 @@ fn ctrl_c_cancels_the_runs_jobs() {
         return;
     };
     let p = Project::new();
-    let args = shapes_args(
-        &[
-            "--executor",
-            "slurm",
-            "--slurm-poll-ms",
-            "200",
-            "--set",
-            "sft_rationale.steps=20000",
-        ],
-        &["sft_rationale"],
-    );
-    let child = p
-        .cmd(&args.iter().map(String::as_str).collect::<Vec<_>>())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let job =
-        running_job("sft_rationale", Duration::from_secs(600)).expect("the SFT job never ran");
+    let (child, job) = start_sft_job(&p, 20000);
     // SAFETY: sending SIGINT to the child this test started.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
     let out = common::Run::from(child.wait_with_output().unwrap());
